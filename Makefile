@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` and `make test`. Both set themselves up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup system-deps lint bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup  ## run `kansoku demo`: the example shop, fully instrumented, with traffic and the dashboard
+	$(VENV)/bin/kansoku demo
+
+system-deps:  ## PostgreSQL, Prometheus, Alertmanager and Chromium for the real-component tests
+	scripts/install-system-deps
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/mypy
+
+test: setup system-deps lint  ## lint, type-check and run every test
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run_all.py

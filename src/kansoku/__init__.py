@@ -1,0 +1,104 @@
+"""kansoku (観測): observability for Python web services in one package.
+
+Structured logs, Prometheus metrics, OpenTelemetry traces, error tracking and alerting, and a
+built-in dashboard, from one call::
+
+    import kansoku
+    kansoku.instrument(app)
+
+The names below are re-exported lazily, so that `import kansoku` (and the CLI) stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kansoku._runtime import add_error_processor, capture_exception, instrument, track_errors
+    from kansoku.context import bind_context, context
+    from kansoku.debug import memory_profile, track_object
+    from kansoku.logs import get_logger, log_database_operation, log_execution_time
+    from kansoku.metrics import (
+        MetricConfig,
+        counter,
+        gauge,
+        histogram,
+        register_metric,
+        summary,
+        timed,
+        track_business_metric,
+    )
+    from kansoku.settings import Settings, load_settings
+    from kansoku.tracing import TraceLevel, traced
+    from kansoku.web.middleware import KansokuMiddleware
+
+__all__ = [
+    "KansokuMiddleware",
+    "MetricConfig",
+    "Settings",
+    "TraceLevel",
+    "__version__",
+    "add_error_processor",
+    "bind_context",
+    "capture_exception",
+    "context",
+    "counter",
+    "gauge",
+    "get_logger",
+    "histogram",
+    "instrument",
+    "load_settings",
+    "log_database_operation",
+    "log_execution_time",
+    "memory_profile",
+    "register_metric",
+    "summary",
+    "timed",
+    "traced",
+    "track_business_metric",
+    "track_errors",
+    "track_object",
+]
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "KansokuMiddleware": "kansoku.web.middleware",
+    "MetricConfig": "kansoku.metrics",
+    "Settings": "kansoku.settings",
+    "TraceLevel": "kansoku.tracing",
+    "add_error_processor": "kansoku._runtime",
+    "bind_context": "kansoku.context",
+    "capture_exception": "kansoku._runtime",
+    "context": "kansoku.context",
+    "counter": "kansoku.metrics",
+    "gauge": "kansoku.metrics",
+    "get_logger": "kansoku.logs",
+    "histogram": "kansoku.metrics",
+    "instrument": "kansoku._runtime",
+    "load_settings": "kansoku.settings",
+    "log_database_operation": "kansoku.logs",
+    "log_execution_time": "kansoku.logs",
+    "memory_profile": "kansoku.debug",
+    "register_metric": "kansoku.metrics",
+    "summary": "kansoku.metrics",
+    "timed": "kansoku.metrics",
+    "traced": "kansoku.tracing",
+    "track_business_metric": "kansoku.metrics",
+    "track_errors": "kansoku._runtime",
+    "track_object": "kansoku.debug",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kansoku' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,105 @@
+"""Log files: a daily-rotated application log and a size-rotated error log, written off-thread."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+from typing import Any
+
+from kansoku._safety import report_internal_error
+from kansoku._worker import BackgroundWorker
+from kansoku.settings import Settings
+
+__all__ = ["FileSinks"]
+
+ERROR_LEVEL = 40
+
+
+class _Raising:
+    """Mixin: let write failures reach kansoku's reporting instead of logging's stderr dump."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        raise  # noqa: PLE0704 - re-raise the error being handled by logging.Handler.emit
+
+
+class _Daily(_Raising, logging.handlers.TimedRotatingFileHandler):
+    pass
+
+
+class _Sized(_Raising, logging.handlers.RotatingFileHandler):
+    pass
+
+
+def _record(line: bytes) -> logging.LogRecord:
+    return logging.makeLogRecord({"msg": line.decode("utf-8", "replace")})
+
+
+class FileSinks:
+    """The files under `log_dir`. `write()` only queues; a worker thread writes and rotates."""
+
+    def __init__(self, app: logging.Handler, errors: logging.Handler, worker: BackgroundWorker) -> None:
+        self.app = app
+        self.errors = errors
+        self.worker = worker
+        self.failed = False
+
+    @classmethod
+    def open(cls, settings: Settings) -> FileSinks | None:
+        """Open the files; on failure report once on stderr and return None (stdout carries on)."""
+        assert settings.log_dir is not None
+        directory = Path(settings.log_dir)
+        name = settings.service
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            app = _Daily(
+                directory / f"{name}.log", when=settings.log_rotate_when, backupCount=settings.log_retention_days,
+                encoding="utf-8", utc=True,
+            )
+            errors = _Sized(
+                directory / f"{name}.error.log", maxBytes=settings.error_log_max_bytes,
+                backupCount=settings.error_log_backups, encoding="utf-8",
+            )
+        except OSError as exc:
+            print(f"kansoku: cannot write logs to {directory} ({exc.strerror}); logging to stdout only. "
+                  "Fix the directory's permissions or unset KANSOKU_LOG_DIR.", file=sys.stderr, flush=True)
+            report_internal_error("log-files", exc)
+            return None
+        for handler in (app, errors):
+            handler.setFormatter(logging.Formatter("%(message)s"))
+        sinks = cls(app, errors, BackgroundWorker("log-files", maxsize=settings.queue_size))
+        sinks.worker._batch = sinks._write_batch  # noqa: SLF001 - the worker is ours
+        return sinks
+
+    def write(self, line: bytes, level: int) -> None:
+        """Queue one rendered line (never blocks; a full queue drops and counts)."""
+        self.worker.submit((line, level))
+
+    def _write_batch(self, items: list[Any]) -> None:
+        try:
+            for line, level in items:
+                record = _record(line)
+                self.app.emit(record)
+                if level >= ERROR_LEVEL:
+                    self.errors.emit(record)
+            self.failed = False
+        except OSError as exc:
+            if not self.failed:
+                print(f"kansoku: writing log files failed ({exc.strerror}); lines go to stdout only "
+                      "until it recovers", file=sys.stderr, flush=True)
+            self.failed = True
+            report_internal_error("log-files", exc)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait for queued lines to reach the files."""
+        return self.worker.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and close the files."""
+        self.worker.close()
+        for handler in (self.app, self.errors):
+            try:
+                handler.close()
+            except OSError as exc:  # the last flush can fail like any write (disk full)
+                report_internal_error("log-files", exc)

@@ -1,0 +1,25 @@
+"""Exceptions, factored out so that every module can raise them without import loops."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "KansokuError", "MetricDefinitionError", "StoreError"]
+
+
+class KansokuError(Exception):
+    """Base class of every error kansoku raises on purpose."""
+
+
+class ConfigError(KansokuError, ValueError):
+    """A setting, environment variable or configuration file entry is invalid.
+
+    The message names the variable or key, the value, and what is allowed, so that it can be
+    printed to the user as it is.
+    """
+
+
+class MetricDefinitionError(KansokuError, ValueError):
+    """A metric name was registered again with another type, help or label names."""
+
+
+class StoreError(KansokuError):
+    """The store (SQLite or PostgreSQL) could not be reached or written."""

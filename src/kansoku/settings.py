@@ -1,0 +1,273 @@
+"""One frozen `Settings`, the only code in kansoku that reads the environment.
+
+Precedence, highest first: keywords to `instrument()` (or `load_settings(**overrides)`), the
+`KANSOKU_*` environment (and the standard `OTEL_*` variables where they apply), the TOML file
+named by `KANSOKU_CONFIG` (default `./kansoku.toml` when present), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from kansoku.exceptions import ConfigError
+
+__all__ = ["LOG_LEVELS", "TRACE_LEVELS", "Settings", "load_settings"]
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRACE_LEVELS = ("DISABLED", "ERROR_ONLY", "PERFORMANCE", "DETAILED", "VERBOSE")
+ENV_PREFIX = "KANSOKU_"
+_VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+TraceLevel = Literal["DISABLED", "ERROR_ONLY", "PERFORMANCE", "DETAILED", "VERBOSE"]
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _env(name: str, *aliases: str) -> Any:
+    """Environment names for a field: KANSOKU_<NAME> first, then the standard aliases."""
+    return AliasChoices(ENV_PREFIX + name.upper(), *aliases)
+
+
+class Settings(BaseSettings):
+    """Everything kansoku can be configured with. Frozen: build a new one to change it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+        env_parse_none_str="",
+    )
+
+    # identity
+    service_name: str | None = Field(
+        None, validation_alias=_env("service_name", "OTEL_SERVICE_NAME"),
+        description="Service name in every log line, metric target, span and event "
+        "(default: the app's title, else 'kansoku-app').",
+    )
+    environment: str = Field("development", description="Deployment environment.")
+    version: str | None = Field(None, description="Release of the service (also the error release).")
+
+    # logging
+    log_level: LogLevel = Field("INFO", description="Lowest level written.")
+    log_format: Literal["json", "console", "auto"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise."
+    )
+    log_dir: Path | None = Field(None, description="Directory for the rotated log files; unset: stdout only.")
+    log_retention_days: int = Field(30, ge=1, description="Daily application log files kept.")
+    error_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size of one error log file.")
+    error_log_backups: int = Field(5, ge=1, description="Rotated error log files kept.")
+    log_rotate_when: str = Field("midnight", description="TimedRotatingFileHandler `when` for the application log.")
+    slow_threshold_ms: float = Field(1000.0, gt=0, description="performance() and timed calls above this log WARNING.")
+    stdlib_logging: bool = Field(True, description="Route the standard library's logging through kansoku.")
+    redact_keys: tuple[str, ...] = Field((), description="Extra field names whose values are always redacted.")
+    allow_pii: bool = Field(False, description="Keep e-mail addresses in logs and events.")
+    max_string_length: int = Field(4096, ge=64, description="Longer strings are truncated with a marker.")
+    propagate_context_to_threads: bool = Field(
+        True, description="Threads and executors started inside a request inherit its context."
+    )
+
+    # HTTP
+    route_prefix: str = Field("/kansoku", description="Prefix of the dashboard and the JSON API.")
+    request_id_header: str = Field("X-Request-ID", description="Header that carries the request id.")
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="Addresses or networks whose X-Forwarded-For is believed."
+    )
+    access_log: bool = Field(True, description="One access-log line per request.")
+    access_log_exclude: tuple[str, ...] = Field(
+        ("/metrics", "/health", "/ready"), description="Paths with no access-log line."
+    )
+    latency_buckets: tuple[float, ...] = Field(DEFAULT_BUCKETS, description="Request duration buckets (s).")
+    metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
+    metrics_allow: tuple[str, ...] = Field((), description="Networks allowed to scrape /metrics; empty: all.")
+    multiprocess_dir: Path | None = Field(
+        None, validation_alias=_env("multiprocess_dir", "PROMETHEUS_MULTIPROC_DIR"),
+        description="prometheus_client multiprocess directory (set by `kansoku run --workers`).",
+    )
+    capture_http_5xx: bool = Field(False, description="Also record raised 5xx HTTPExceptions as errors.")
+
+    # store
+    database_url: str = Field("sqlite:///.kansoku/kansoku.db", description="SQLAlchemy URL of the store.")
+    retention_days: int = Field(30, ge=1, description="Events and spans older than this are deleted.")
+    max_events_per_group: int = Field(100, ge=1, description="Stored events kept per error group.")
+    queue_size: int = Field(10_000, ge=10, description="Bound of each background queue.")
+
+    # dashboard
+    dashboard_token: SecretStr | None = Field(None, description="Token for the dashboard and API; unset: loopback only.")
+    dashboard_url: str | None = Field(None, description="Public base URL of the dashboard, for links in alerts.")
+    dashboard: bool = Field(True, description="Mount the dashboard and the API under route_prefix.")
+
+    # tracing and debugging
+    trace_level: TraceLevel = Field("PERFORMANCE", description="Default depth of `traced` and the middleware.")
+    trace_sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, validation_alias=_env("trace_sample_rate", "OTEL_TRACES_SAMPLER_ARG"),
+        description="Share of new traces sampled (parent-based).",
+    )
+    otlp_endpoint: str | None = Field(
+        None, validation_alias=_env("otlp_endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP endpoint; unset: spans go to the local store.",
+    )
+    otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf", validation_alias=_env("otlp_protocol", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        description="OTLP transport.",
+    )
+    trace_console: bool = Field(False, description="Also print spans to the console (development).")
+    store_spans: bool = Field(True, description="Keep spans in the store when no OTLP endpoint is set.")
+    max_stored_spans: int = Field(200_000, ge=100, description="Spans kept in the store.")
+    snapshot_dir: Path | None = Field(None, description="Also write error snapshots as JSON files here.")
+    instrument_httpx: bool = Field(False, description="Trace outgoing httpx calls.")
+    instrument_requests: bool = Field(False, description="Trace outgoing requests calls.")
+    instrument_sqlalchemy: bool = Field(False, description="Trace SQLAlchemy queries.")
+
+    # errors and alerts
+    sentry_dsn: SecretStr | None = Field(None, description="Also forward errors to Sentry.")
+    alerts: dict[str, Any] = Field(
+        default_factory=dict, description="Alert rules and channels ([[alerts.rules]], [[alerts.channels]])."
+    )
+    alert_dispatcher: bool = Field(True, description="Deliver alerts from a task in the app process.")
+
+    strict: bool = Field(False, description="Raise kansoku's internal errors instead of reporting them (tests).")
+
+    @field_validator("log_level", "trace_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or len(value) < 2:
+            raise ValueError("must start with '/' and not end with '/', for example '/kansoku'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlSource(settings_cls))
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, every secret replaced by '***'."""
+        from kansoku.redact import Redactor  # redact depends on settings' values only
+
+        data = self.model_dump(mode="json")
+        for name, value in data.items():
+            if value is not None and isinstance(getattr(self, name), SecretStr):
+                data[name] = "***"
+        data["alerts"] = Redactor(mask="***").redact(data["alerts"])
+        return data
+
+    @property
+    def service(self) -> str:
+        """The service name to report (the configured one or 'kansoku-app')."""
+        return self.service_name or "kansoku-app"
+
+
+class TomlSource(PydanticBaseSettingsSource):
+    """Reads `kansoku.toml` (path from KANSOKU_CONFIG), expanding `${VAR}` references."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ returns the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_path(os.environ)
+        if path is None:
+            return {}
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"KANSOKU_CONFIG={str(path)!r}: cannot read the file ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        section = raw.pop("kansoku", {})  # [kansoku] table and top-level keys both work
+        return expand_refs({**raw, **section}, os.environ, where=str(path))
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    """The configuration file in force: KANSOKU_CONFIG, else ./kansoku.toml if present."""
+    named = environ.get("KANSOKU_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"KANSOKU_CONFIG={named!r}: no such file; unset it or point it at a TOML file")
+        return path
+    default = Path("kansoku.toml")
+    return default if default.is_file() else None
+
+
+def expand_refs(value: Any, environ: Mapping[str, str], *, where: str, key: str = "") -> Any:
+    """Replace `${VAR}` in every string of `value` by the variable's value; a missing one is an error."""
+    if isinstance(value, str):
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(
+                    f"{where}: key {key or '?'!r} refers to ${{{name}}}, which is not set; "
+                    f"export {name}=... or remove the reference"
+                )
+            return environ[name]
+
+        return _VAR_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_refs(v, environ, where=where, key=f"{key}.{k}" if key else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_refs(v, environ, where=where, key=f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the effective `Settings`; raise `ConfigError` with one clear message when invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        field = _field_name(loc[0]) if loc else ""
+        name = ".".join([field, *loc[1:]]) or "?"
+        value = error.get("input")
+        shown = "***" if _is_secret(field) else repr(value)
+        where = f"{name} (environment {ENV_PREFIX}{field.upper()} or key {name!r} in kansoku.toml)"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"unknown setting {name!r} = {shown}; see `kansoku config check --help` for the names")
+        else:
+            lines.append(f"{where} = {shown}: {error['msg']}")
+    return "invalid kansoku configuration:\n  " + "\n  ".join(lines)
+
+
+def _field_name(loc: str) -> str:
+    """The field behind a validation location, which may be an environment alias."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if loc == name or (isinstance(alias, AliasChoices) and loc in alias.choices):
+            return name
+    return loc
+
+
+def _is_secret(field: str) -> bool:
+    info = Settings.model_fields.get(field)
+    return info is not None and "SecretStr" in str(info.annotation)
