@@ -27,7 +27,7 @@ import structlog
 from structlog import BoundLoggerBase
 
 from kansoku._logfiles import FileSinks
-from kansoku.context import merge_context
+from kansoku.context import get_context
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.typing import EventDict, LogProcessor
@@ -71,22 +71,23 @@ class _Output:
     """The wrapped logger: writes a rendered line to the stream and hands it to the file sinks."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
         self.files: FileSinks | None = None
+        self.stream = stream
+
+    @property
+    def stream(self) -> Any:
+        """The text or binary stream lines go to; None means whatever sys.stdout is at the time."""
+        return self._stream
+
+    @stream.setter
+    def stream(self, stream: Any) -> None:
+        self._stream = stream
+        self._emit = _emitter(stream) if stream is not None else None
 
     def _write(self, line: bytes | str, level: int) -> None:
         data = line.encode("utf-8", "replace") if isinstance(line, str) else line
-        stream = self.stream if self.stream is not None else sys.stdout
-        buffer = getattr(stream, "buffer", None)
-        if buffer is not None:
-            buffer.write(data + b"\n")
-            buffer.flush()
-        elif hasattr(stream, "mode") and "b" in getattr(stream, "mode", ""):
-            stream.write(data + b"\n")
-            stream.flush()
-        else:
-            stream.write(data.decode("utf-8", "replace") + "\n")
-            stream.flush()
+        emit = self._emit if self._emit is not None else _emitter(sys.stdout)
+        emit(data + b"\n")
         if self.files is not None:
             self.files.write(data, level)
 
@@ -113,6 +114,27 @@ class _Output:
 
 _STATE = _State()
 
+def _emitter(stream: Any) -> Callable[[bytes], None]:
+    """A function writing one line (bytes) to `stream` and flushing it, chosen once per stream."""
+    target = getattr(stream, "buffer", None)
+    if target is None and "b" in str(getattr(stream, "mode", "")):
+        target = stream
+    if target is not None:
+        write, flush = target.write, target.flush
+
+        def emit_bytes(data: bytes) -> None:
+            write(data)
+            flush()
+
+        return emit_bytes
+
+    def emit_text(data: bytes) -> None:
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()
+
+    return emit_text
+
+
 # --- processors -------------------------------------------------------------------------------
 
 _clock_second = -1
@@ -131,13 +153,18 @@ def _timestamp(now: float) -> str:
 
 def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
     """Add level, timestamp, category, service identity and the bound context."""
-    event_dict["level"] = "warning" if method_name == "warn" else method_name
     event_dict["timestamp"] = _timestamp(time.time())
+    event_dict["level"] = method_name
     if "category" not in event_dict:
         event_dict["category"] = "error" if method_name in _ERROR_METHODS else "application"
-    merge_context(logger, method_name, event_dict)
+    bound = get_context()
+    if bound:
+        for key, value in bound.items():
+            if key not in event_dict:
+                event_dict[key] = value
     for key, value in _STATE.static.items():
-        event_dict.setdefault(key, value)
+        if key not in event_dict:
+            event_dict[key] = value
     return event_dict
 
 
@@ -175,14 +202,9 @@ def _exception_of(exc_info: Any) -> BaseException | None:
     return sys.exc_info()[1]
 
 
-_FIRST_KEYS: Final = ("timestamp", "level", "logger", "event", "category")
-
-
 def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
     """One JSON object, one line: orjson escapes every control character, so no forged lines."""
-    ordered = {key: event_dict[key] for key in _FIRST_KEYS if key in event_dict}
-    ordered.update(event_dict)
-    return orjson.dumps(ordered, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _json_default(value: Any) -> Any:
@@ -254,9 +276,17 @@ class KansokuLogger(BoundLoggerBase):
     """A structlog bound logger with kansoku's levels (TRACE included) and category helpers."""
 
     def _log(self, method: str, event: str | None, kw: dict[str, Any]) -> Any:
+        # structlog's _proxy_to_logger, inlined: this runs for every line. The first keys are
+        # placed first so that the line reads timestamp, level, logger, event.
         if _LEVEL_OF_METHOD[method] < _STATE.min_level:
             return None
-        return self._proxy_to_logger(method, event, **kw)
+        event_dict: Any = {"timestamp": "", "level": method, **self._context, "event": event, **kw}
+        try:
+            for processor in self._processors:
+                event_dict = processor(self._logger, method, event_dict)
+        except structlog.DropEvent:
+            return None
+        return getattr(self._logger, method)(event_dict)
 
     def trace(self, event: str | None = None, **kw: Any) -> Any:
         """Log at TRACE (below DEBUG)."""
@@ -389,7 +419,9 @@ class StdlibBridge(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         method = _method_of_level(record.levelno)
         try:
-            event_dict: dict[str, Any] = {"logger": record.name, "event": record.getMessage()}
+            event_dict: dict[str, Any] = {
+                "timestamp": "", "level": method, "logger": record.name, "event": record.getMessage()
+            }
             for key, value in record.__dict__.items():
                 if key not in _RECORD_FIELDS and not key.startswith("_"):
                     event_dict[key] = value  # `extra=` fields

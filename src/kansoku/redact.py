@@ -126,6 +126,7 @@ class Redactor:
         self.mask = mask
         self._key_cache: dict[str, bool] = {}
         self._text_cache: dict[str, str] = {}
+        self._key_kind: dict[str, int] = {}
 
     @staticmethod
     def _normalise(key: str) -> str:
@@ -201,17 +202,41 @@ class Redactor:
         return self.redact_text(_safe_repr(value))
 
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
-        """structlog processor: redact every field of the event dict in place."""
+        """structlog processor: redact every field of the event dict in place.
+
+        The hot path of every log line: one dict lookup classifies each key, repeated strings hit
+        a cache, numbers pass untouched.
+        """
+        kinds = self._key_kind
+        cache = self._text_cache
         for key, value in event_dict.items():
-            if key in _OWN_FIELDS:
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self._classify(key)
+            if kind == _SKIP:
                 continue
-            if self.is_sensitive_key(key):
+            if kind == _MASK:
                 event_dict[key] = self.mask
-            elif isinstance(value, str):
-                event_dict[key] = self.redact_text(value)
-            elif not (value is None or isinstance(value, bool | int | float)):
+                continue
+            cls = value.__class__
+            if cls is str:
+                clean = cache.get(value)
+                if clean is None:
+                    clean = self.redact_text(value)
+                if clean is not value:
+                    event_dict[key] = clean
+            elif not (cls is int or cls is float or cls is bool or value is None):
                 event_dict[key] = self.redact(value, 1)
         return event_dict
+
+    def _classify(self, key: object) -> int:
+        kind = _SKIP if key in _OWN_FIELDS else _MASK if self.is_sensitive_key(key) else _SCAN
+        if len(self._key_kind) < 10_000 and isinstance(key, str):
+            self._key_kind[key] = kind
+        return kind
+
+
+_SKIP, _MASK, _SCAN = 0, 1, 2
 
 
 def _safe_repr(value: object) -> str:
