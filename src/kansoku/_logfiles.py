@@ -103,3 +103,67 @@ class FileSinks:
                 handler.close()
             except OSError as exc:  # the last flush can fail like any write (disk full)
                 report_internal_error("log-files", exc)
+
+
+class LineWriter:
+    """Lines to a stream from a flusher thread, so that logging on the request path does no I/O.
+
+    `write()` appends to a deque (thread-safe, no lock) and returns; every few milliseconds the
+    flusher writes what piled up in one call. Past `max_pending` lines the newest are dropped and
+    counted rather than letting memory grow. `flush()` writes everything now (shutdown, tests).
+    """
+
+    def __init__(self, emit: Any, *, interval: float = 0.005, max_pending: int = 100_000) -> None:
+        import collections
+        import os
+        import threading
+
+        self._emit = emit
+        self._interval = interval
+        self._max_pending = max_pending
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._lock = threading.Lock()  # serialises flushes, never held by write()
+        self._pid = -1
+        self._getpid = os.getpid
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        """Queue one line (with its newline)."""
+        if self._pid != self._getpid():
+            self._start()
+        if len(self._pending) >= self._max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(data)
+
+    def _start(self) -> None:
+        import threading
+
+        with self._lock:
+            if self._pid == self._getpid():
+                return
+            self._pid = self._getpid()
+            self._pending.clear()  # a forked child must not write its parent's lines again
+            threading.Thread(target=self._run, name="kansoku-log-writer", daemon=True).start()
+
+    def _run(self) -> None:
+        import time
+
+        pid = self._getpid()
+        while self._pid == pid:
+            time.sleep(self._interval)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line now."""
+        with self._lock:
+            pending = self._pending
+            if not pending:
+                return
+            batch = []
+            while pending:
+                batch.append(pending.popleft())
+            try:
+                self._emit(b"".join(batch))
+            except (OSError, ValueError) as exc:  # closed or broken stdout: nothing else to tell
+                report_internal_error("log-stdout", exc)

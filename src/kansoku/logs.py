@@ -13,6 +13,7 @@ through the same steps:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import logging
@@ -26,7 +27,7 @@ import orjson
 import structlog
 from structlog import BoundLoggerBase
 
-from kansoku._logfiles import FileSinks
+from kansoku._logfiles import FileSinks, LineWriter
 from kansoku.context import get_context
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
@@ -38,6 +39,7 @@ __all__ = [
     "KansokuLogger",
     "configure_logging",
     "exception_data",
+    "flush",
     "get_logger",
     "log_database_operation",
     "log_execution_time",
@@ -67,6 +69,15 @@ class _State:
         self.redactor = Redactor()
 
 
+_STDOUT = LineWriter(lambda data: _emitter(sys.stdout)(data))
+atexit.register(_STDOUT.flush)
+
+
+def flush() -> None:
+    """Write out every queued log line (stdout and files); call before reading them back."""
+    _STATE.output.flush()
+
+
 class _Output:
     """The wrapped logger: writes a rendered line to the stream and hands it to the file sinks."""
 
@@ -81,15 +92,22 @@ class _Output:
 
     @stream.setter
     def stream(self, stream: Any) -> None:
+        # A stream given explicitly (tests, benchmarks of the synchronous path) is written at once;
+        # stdout, the production case, is written by a flusher thread: no I/O on the request path.
         self._stream = stream
-        self._emit = _emitter(stream) if stream is not None else None
+        self._emit = _emitter(stream) if stream is not None else _STDOUT.write
 
     def _write(self, line: bytes | str, level: int) -> None:
         data = line.encode("utf-8", "replace") if isinstance(line, str) else line
-        emit = self._emit if self._emit is not None else _emitter(sys.stdout)
-        emit(data + b"\n")
+        self._emit(data + b"\n")
         if self.files is not None:
             self.files.write(data, level)
+
+    def flush(self) -> None:
+        """Write out lines still queued for stdout and the files."""
+        _STDOUT.flush()
+        if self.files is not None:
+            self.files.flush()
 
     def trace(self, line: bytes | str) -> None:
         self._write(line, TRACE)

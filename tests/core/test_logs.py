@@ -298,3 +298,25 @@ def test_full_disk_reported_once_and_stdout_goes_on(tmp_path: Path, capsys: pyte
     assert capsys.readouterr().err.count("writing log files failed") == 1
     assert _safety.internal_error_count("log-files") > before
     assert len(buffer.getvalue().splitlines()) == 3
+
+
+def test_stdout_lines_are_written_by_the_flusher(capsys: pytest.CaptureFixture[str]) -> None:
+    """Lines for stdout are queued and written in order by the flusher (or an explicit flush)."""
+    logs.configure_logging(load_settings(log_format="json", stdlib_logging=False))
+    for i in range(100):
+        logs.get_logger("a").info("queued", i=i)
+    logs.flush()
+    out = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["i"] for line in out] == list(range(100))
+
+
+def test_line_writer_drops_and_counts_past_its_bound() -> None:
+    """Past max_pending lines the writer drops new ones and counts them instead of growing."""
+    from kansoku._logfiles import LineWriter
+
+    written: list[bytes] = []
+    writer = LineWriter(written.append, interval=3600, max_pending=3)
+    for i in range(5):
+        writer.write(b"%d\n" % i)
+    writer.flush()
+    assert written == [b"0\n1\n2\n"] and writer.dropped == 2
