@@ -12,6 +12,7 @@ import contextvars
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -23,7 +24,8 @@ __all__ = [
     "unbind_context",
 ]
 
-_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("kansoku_context", default={})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("kansoku_context", default=_EMPTY)
 _MISSING = object()
 
 
@@ -108,4 +110,4 @@ def propagate_to_threads() -> None:
         return original_submit(self, contextvars.copy_context().run, fn, *args, **kwargs)
 
     threading.Thread.start = start  # type: ignore[method-assign]
-    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]

@@ -506,7 +506,7 @@ def _timed_log(
         async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
             start = time.perf_counter()
             try:
-                result = await func(*args, **kwargs)  # type: ignore[misc]
+                result = await func(*args, **kwargs)
             except BaseException as exc:
                 finish(start, exc)
                 raise

@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     error_log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Size of one error log file.")
     error_log_backups: int = Field(5, ge=1, description="Rotated error log files kept.")
     log_rotate_when: str = Field("midnight", description="TimedRotatingFileHandler `when` for the application log.")
-    slow_threshold_ms: float = Field(1000.0, gt=0, description="performance() and timed calls above this log WARNING.")
+    slow_threshold_ms: float = Field(
+        1000.0, gt=0, description="performance() and timed calls above this log WARNING."
+    )
     stdlib_logging: bool = Field(True, description="Route the standard library's logging through kansoku.")
     redact_keys: tuple[str, ...] = Field((), description="Extra field names whose values are always redacted.")
     allow_pii: bool = Field(False, description="Keep e-mail addresses in logs and events.")
@@ -108,7 +110,7 @@ class Settings(BaseSettings):
     queue_size: int = Field(10_000, ge=10, description="Bound of each background queue.")
 
     # dashboard
-    dashboard_token: SecretStr | None = Field(None, description="Token for the dashboard and API; unset: loopback only.")
+    dashboard_token: SecretStr | None = Field(None, description="Dashboard and API token (unset: loopback only).")
     dashboard_url: str | None = Field(None, description="Public base URL of the dashboard, for links in alerts.")
     dashboard: bool = Field(True, description="Mount the dashboard and the API under route_prefix.")
 
@@ -130,6 +132,7 @@ class Settings(BaseSettings):
     store_spans: bool = Field(True, description="Keep spans in the store when no OTLP endpoint is set.")
     max_stored_spans: int = Field(200_000, ge=100, description="Spans kept in the store.")
     snapshot_dir: Path | None = Field(None, description="Also write error snapshots as JSON files here.")
+    snapshot_keep: int = Field(100, ge=1, description="Snapshot files kept in snapshot_dir (oldest deleted).")
     instrument_httpx: bool = Field(False, description="Trace outgoing httpx calls.")
     instrument_requests: bool = Field(False, description="Trace outgoing requests calls.")
     instrument_sqlalchemy: bool = Field(False, description="Trace SQLAlchemy queries.")
@@ -140,6 +143,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="Alert rules and channels ([[alerts.rules]], [[alerts.channels]])."
     )
     alert_dispatcher: bool = Field(True, description="Deliver alerts from a task in the app process.")
+    errors: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Error grouping and classification rules ([[errors.fingerprint_rules]], "
+        "[[errors.severity_rules]], [[errors.category_rules]]), tried before the defaults.",
+    )
 
     strict: bool = Field(False, description="Raise kansoku's internal errors instead of reporting them (tests).")
 
@@ -200,7 +208,8 @@ class TomlSource(PydanticBaseSettingsSource):
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         section = raw.pop("kansoku", {})  # [kansoku] table and top-level keys both work
-        return expand_refs({**raw, **section}, os.environ, where=str(path))
+        expanded: dict[str, Any] = expand_refs({**raw, **section}, os.environ, where=str(path))
+        return expanded
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
