@@ -67,6 +67,7 @@ class ExceptionInfo(TypedDict, total=False):
     message: str
     frames: list[FrameInfo]
     relation: Literal["cause", "context", ""]
+    frames_omitted: int
 
 
 class RequestInfo(TypedDict, total=False):
@@ -79,6 +80,8 @@ class RequestInfo(TypedDict, total=False):
     client: str
     user_agent: str
     status_code: int
+    query: dict[str, Any]
+    body: Any
 
 
 class ErrorEvent(TypedDict, total=False):
@@ -111,6 +114,7 @@ class ErrorEvent(TypedDict, total=False):
     host: str
     handled: bool
     mechanism: str
+    title: str
 
 
 ErrorProcessor: TypeAlias = Callable[[ErrorEvent], "ErrorEvent | None"]
@@ -128,6 +132,7 @@ class ErrorChange(TypedDict, total=False):
 
     `new`: the event opened a new group. `regression`: it reopened a resolved group. `count`: the
     group's total after this event. `group_id`: the group's row id (for dashboard links).
+    `status`: the group's status after this event (unresolved, resolved or ignored).
     """
 
     group_key: str
@@ -135,3 +140,4 @@ class ErrorChange(TypedDict, total=False):
     new: bool
     regression: bool
     count: int
+    status: str

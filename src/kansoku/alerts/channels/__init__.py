@@ -1,0 +1,172 @@
+"""Alert channels: each sends one `Notification` and says what went wrong when it cannot.
+
+A channel is built from its configuration and an `httpx.AsyncClient` (the seam tests replace with
+a client pointed at a local server). `send` returns a provider reference to keep (a Slack message's
+`channel:ts`), or None, and raises `DeliveryError` with the HTTP status and Retry-After when the
+service refused. Error texts never contain the URL or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from kansoku.alerts.render import Notification
+from kansoku.alerts.rules import ChannelConfig, SiteInfo
+from kansoku.typing import Clock
+
+__all__ = ["Channel", "DeliveryError", "build_channel", "check_response", "post", "retry_after_seconds"]
+
+USER_AGENT: Final = "kansoku-alerts/0.1"
+
+
+class Channel(Protocol):
+    """What the dispatcher needs of a channel."""
+
+    name: str
+    timeout: float
+
+    async def send(self, note: Notification) -> str | None:
+        """Deliver `note`; return a provider reference or None; raise `DeliveryError` on failure."""
+        ...
+
+
+class DeliveryError(Exception):
+    """A delivery failed. `permanent`: retrying will not help (a 4xx other than 408/429)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None,
+                 permanent: bool = False) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class _HideUrls(logging.Filter):
+    """Masks alert destinations in httpx's request log lines (a Slack webhook URL is a secret)."""
+
+    def __init__(self) -> None:
+        super().__init__("kansoku-alert-urls")
+        self.prefixes: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.prefixes and isinstance(record.args, tuple):
+            record.args = tuple(self._mask(arg) for arg in record.args)
+        return True
+
+    def _mask(self, arg: object) -> object:
+        text = str(arg) if isinstance(arg, httpx.URL | str) else None
+        if text is not None and any(text.startswith(prefix) for prefix in self.prefixes):
+            parts = urlsplit(text)
+            return f"{parts.scheme}://{parts.hostname}/[alert channel]"
+        return arg
+
+
+_HIDE: Final = _HideUrls()
+
+
+def hide_in_logs(url: str) -> str:
+    """Keep `url` (and anything under it) out of httpx's log lines; returns it."""
+    if not _HIDE.prefixes:
+        logging.getLogger("httpx").addFilter(_HIDE)
+    _HIDE.prefixes.add(url)
+    return url
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: a number of seconds, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def check_response(response: httpx.Response, service: str) -> None:
+    """Raise `DeliveryError` for a non-2xx answer (4xx permanent but for 408 and 429)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    body = response.text[:300].replace("\n", " ").strip()
+    permanent = 400 <= status < 500 and status not in (408, 409, 425, 429)
+    raise DeliveryError(
+        f"{service} answered HTTP {status}" + (f": {body}" if body else ""),
+        status_code=status, retry_after=retry_after_seconds(response.headers.get("retry-after")),
+        permanent=permanent,
+    )
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, service: str, *, timeout: float, **kwargs: Any  # noqa: ASYNC109
+) -> httpx.Response:
+    """POST and check the status; transport errors become `DeliveryError` without the URL."""
+    headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
+    try:
+        response = await client.post(url, headers=headers, timeout=timeout, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise DeliveryError(f"{service}: timed out after {timeout:g} s ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{service}: {type(exc).__name__}: {_reason(exc)}") from None
+    check_response(response, service)
+    return response
+
+
+def _reason(exc: BaseException) -> str:
+    # httpx messages are the OS error ("[Errno 111] Connection refused"), never the URL.
+    text = str(exc) or type(exc).__name__
+    return text.split(" for url ")[0][:200]
+
+
+def _fits(kind: str, recipient: str) -> bool:
+    if kind == "email":
+        return "@" in recipient
+    if kind == "sms":
+        return recipient.startswith("+")
+    return "@" not in recipient and not recipient.startswith("+")  # slack: channel ids and #names
+
+
+def recipients_for(kind: str, rule_recipients: list[str], default: tuple[str, ...]) -> list[str]:
+    """The rule's recipients that fit this channel kind, else the channel's own."""
+    chosen = [r for r in rule_recipients if _fits(kind, r)]
+    return chosen or list(default)
+
+
+def build_channel(
+    config: ChannelConfig, client: httpx.AsyncClient, site: SiteInfo, clock: Clock = time.time
+) -> Channel:
+    """The channel object for a configuration."""
+    from kansoku.alerts.channels import (
+        alertmanager,
+        apprise_channel,
+        email,
+        log,
+        pagerduty,
+        slack,
+        sms,
+        webhook,
+    )
+
+    builders: Mapping[str, Any] = {
+        "slack": slack.SlackSender, "email": email.EmailSender, "webhook": webhook.WebhookSender,
+        "pagerduty": pagerduty.PagerDutySender, "sms": sms.SmsSender,
+        "alertmanager": alertmanager.AlertmanagerSender, "apprise": apprise_channel.AppriseSender,
+        "log": log.LogSender,
+    }
+    if config.type in ("webhook", "alertmanager"):  # they stamp the time on what they send
+        timed: Channel = builders[config.type](config, client, site, clock)
+        return timed
+    channel: Channel = builders[config.type](config, client, site)
+    return channel

@@ -1,0 +1,186 @@
+"""The durable outbox: notifications are rows before they are messages.
+
+The engine writes rows in the transaction that claims the suppression window, so a crash after the
+claim cannot lose the notification. Dispatchers (in any number of processes) claim due rows with
+one atomic UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers), send them,
+and mark them sent, or pending again after an exponential, jittered backoff that honours a
+server's Retry-After, or dead after the last attempt. Dead rows can be retried from the API.
+A claim is a lease: a dispatcher that dies mid-send leaves rows another one takes over later.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+
+from kansoku.store import write_transaction
+from kansoku.store.tables import delivery_attempts, outbox
+
+__all__ = [
+    "OutboxRow",
+    "backoff_delay",
+    "claim",
+    "enqueue",
+    "find_ref",
+    "mark_failed",
+    "mark_sent",
+    "record_attempt",
+    "retry_dead",
+]
+
+BACKOFF_BASE: Final = 2.0
+BACKOFF_CAP: Final = 900.0
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One claimed notification row."""
+
+    id: int
+    created_at: float
+    channel: str
+    rule: str
+    group_key: str
+    kind: str
+    idempotency_key: str
+    payload: Mapping[str, Any]
+    attempts: int
+    provider_ref: str | None = None
+
+
+def enqueue(
+    conn: Connection, *, channel: str, rule: str, group_key: str, kind: str, idempotency_key: str,
+    payload: Mapping[str, Any], now: float, not_before: float | None = None,
+) -> int:
+    """Insert one pending row (inside the caller's transaction); return its id."""
+    result = conn.execute(
+        insert(outbox).values(
+            created_at=now, channel=channel, rule=rule, group_key=group_key, kind=kind,
+            idempotency_key=idempotency_key[:128], payload=dict(payload), status="pending", attempts=0,
+            next_attempt_at=now if not_before is None else not_before,
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def grouping_time(conn: Connection, *, channel: str, rule: str, now: float, wait: float) -> float:
+    """When a new trigger row should become due: with a sibling still waiting, at the same time."""
+    if wait <= 0:
+        return now
+    waiting = conn.execute(
+        select(func.min(outbox.c.next_attempt_at)).where(
+            outbox.c.channel == channel, outbox.c.rule == rule, outbox.c.kind == "trigger",
+            outbox.c.status == "pending", outbox.c.attempts == 0, outbox.c.next_attempt_at > now,
+        )
+    ).scalar()
+    return float(waiting) if waiting is not None else now + wait
+
+
+def _due(now: float) -> Any:
+    return or_(
+        and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.status == "sending", outbox.c.locked_until < now),  # a dispatcher died mid-send
+    )
+
+
+def claim(
+    engine: Engine, worker: str, now: float, *, limit: int = 100, lease: float = 300.0
+) -> list[OutboxRow]:
+    """Atomically take up to `limit` due rows for `worker` (a lease of `lease` seconds)."""
+    ids = select(outbox.c.id).where(_due(now)).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+    if engine.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    stmt = (
+        update(outbox)
+        .where(outbox.c.id.in_(ids.scalar_subquery()), _due(now))
+        .values(status="sending", locked_by=worker, locked_until=now + lease, attempts=outbox.c.attempts + 1)
+        .returning(outbox.c.id, outbox.c.created_at, outbox.c.channel, outbox.c.rule, outbox.c.group_key,
+                   outbox.c.kind, outbox.c.idempotency_key, outbox.c.payload, outbox.c.attempts,
+                   outbox.c.provider_ref)
+    )
+    with write_transaction(engine) as conn:
+        rows = conn.execute(stmt).all()
+    return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.id)
+
+
+def mark_sent(engine: Engine, ids: Sequence[int], worker: str, now: float, provider_ref: str | None) -> int:
+    """Rows delivered; returns how many were still ours to mark."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)), outbox.c.locked_by == worker, outbox.c.status == "sending")
+            .values(status="sent", sent_at=now, locked_by=None, locked_until=None, last_error=None,
+                    provider_ref=provider_ref)
+        )
+    return int(result.rowcount)
+
+
+def backoff_delay(attempts: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
+                  rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after `attempts` tries: exponential, capped, half of it jitter."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return float(delay / 2 + rng() * delay / 2)
+
+
+def mark_failed(
+    engine: Engine, ids: Sequence[int], worker: str, now: float, error: str, *, attempts: int,
+    max_attempts: int, retry_after: float | None = None, permanent: bool = False,
+    rng: Callable[[], float] = random.random,
+) -> str:
+    """Rows not delivered: pending again after a backoff, or dead. Returns the new status."""
+    dead = permanent or attempts >= max_attempts
+    delay = backoff_delay(attempts, rng=rng)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, BACKOFF_CAP * 4))
+    values: dict[str, Any] = {"locked_by": None, "locked_until": None, "last_error": error[:2000]}
+    values.update({"status": "dead"} if dead else {"status": "pending", "next_attempt_at": now + delay})
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)), outbox.c.locked_by == worker, outbox.c.status == "sending")
+            .values(**values)
+        )
+    return "dead" if dead else "pending"
+
+
+def record_attempt(
+    engine: Engine, ids: Sequence[int], now: float, *, ok: bool, status_code: int | None,
+    error: str | None, duration_ms: float,
+) -> None:
+    """One row per outbox row in `kansoku_delivery_attempts`."""
+    if not ids:
+        return
+    with write_transaction(engine) as conn:
+        conn.execute(insert(delivery_attempts), [
+            {"outbox_id": i, "at": now, "ok": ok, "status_code": status_code,
+             "error": None if error is None else error[:2000], "duration_ms": duration_ms}
+            for i in ids
+        ])
+
+
+def retry_dead(engine: Engine, outbox_id: int, now: float) -> bool:
+    """Put a dead row back in the queue with fresh attempts; False if it is not dead."""
+    with write_transaction(engine) as conn:
+        result = conn.execute(
+            update(outbox).where(outbox.c.id == outbox_id, outbox.c.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=now, locked_by=None, locked_until=None)
+        )
+    return bool(result.rowcount)
+
+
+def find_ref(engine: Engine, *, channel: str, rule: str, group_key: str) -> str | None:
+    """The provider reference (e.g. Slack `channel:ts`) of the newest sent trigger for a group."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(outbox.c.provider_ref).where(
+                outbox.c.channel == channel, outbox.c.rule == rule, outbox.c.group_key == group_key,
+                outbox.c.kind == "trigger", outbox.c.status == "sent", outbox.c.provider_ref.is_not(None),
+            ).order_by(outbox.c.id.desc()).limit(1)
+        ).scalar()
+    return None if value is None else str(value)
