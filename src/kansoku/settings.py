@@ -182,7 +182,13 @@ class Settings(BaseSettings):
         for name, value in data.items():
             if value is not None and isinstance(getattr(self, name), SecretStr):
                 data[name] = "***"
-        data["alerts"] = Redactor(mask="***").redact(data["alerts"])
+        data["database_url"] = _mask_url(self.database_url, keep_path=True)
+        alerts = Redactor(mask="***").redact(data["alerts"])
+        for channel in alerts.get("channels", []) if isinstance(alerts, dict) else []:
+            for key, value in list(channel.items()) if isinstance(channel, dict) else []:
+                if isinstance(value, str) and "://" in value:  # webhook URLs carry their secret in the path
+                    channel[key] = _mask_url(value, keep_path=False)
+        data["alerts"] = alerts
         return data
 
     @property
@@ -266,6 +272,21 @@ def _explain(exc: ValidationError) -> str:
         else:
             lines.append(f"{where} = {shown}: {error['msg']}")
     return "invalid kansoku configuration:\n  " + "\n  ".join(lines)
+
+
+def _mask_url(url: str, *, keep_path: bool) -> str:
+    """A URL with its password (and, unless kept, its path and query) replaced by ***."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "***"
+    user = f"{parts.username}:***@" if parts.password else (f"{parts.username}@" if parts.username else "")
+    rest = parts.path if keep_path else ("/***" if parts.path not in ("", "/") or parts.query else "")
+    return f"{parts.scheme}://{user}{host}{port}{rest}"
 
 
 def _field_name(loc: str) -> str:

@@ -139,3 +139,14 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.environment = "x"  # type: ignore[misc]
+
+
+def test_masked_hides_passwords_in_urls_and_webhook_paths() -> None:
+    """The store password and webhook URLs (secrets in their path) never show in masked()."""
+    settings = load_settings(
+        database_url="postgresql+psycopg://app:pg-secret@db.internal:5432/kansoku",
+        alerts={"channels": [{"name": "s", "type": "slack", "url": "https://hooks.slack.com/services/T0/B0/XyZ"}]},
+    )
+    masked = settings.masked()
+    assert masked["database_url"] == "postgresql+psycopg://app:***@db.internal:5432/kansoku"
+    assert masked["alerts"]["channels"][0]["url"] == "https://hooks.slack.com/***"
