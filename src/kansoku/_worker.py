@@ -6,14 +6,21 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from kansoku._safety import report_internal_error
 
-__all__ = ["BackgroundWorker"]
+__all__ = ["BackgroundWorker", "live_workers"]
 
 _STOP = object()
+_ALL: weakref.WeakSet[BackgroundWorker] = weakref.WeakSet()  # read by kansoku's health metrics
+
+
+def live_workers() -> list[BackgroundWorker]:
+    """Every BackgroundWorker of this process that still exists (for queue metrics)."""
+    return list(_ALL)
 
 
 class BackgroundWorker:
@@ -46,6 +53,7 @@ class BackgroundWorker:
         self._pid: int | None = None
         self._pending = 0
         self._idle = threading.Condition(self._lock)
+        _ALL.add(self)
 
     @property
     def depth(self) -> int:

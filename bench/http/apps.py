@@ -1,0 +1,174 @@
+"""The apps bench_http.py measures: one trivial FastAPI endpoint, bare or behind an observability stack.
+
+`build(name)` returns the ASGI app for one configuration; `create()` reads the name from the
+BENCH_CONFIG environment variable, for `uvicorn bench.http.apps:create --factory`. Each
+configuration runs in its own process, because sentry-sdk and OpenTelemetry patch global state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "peers", "asgi-correlation-id", "structlog-access-log",
+           "prometheus-fastapi-instrumentator", "opentelemetry-fastapi", "sentry-sdk")
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - structlog's access lines of the whole run go here
+
+
+def bare() -> FastAPI:
+    """A FastAPI app with one templated JSON endpoint."""
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, Any]:
+        return {"item_id": item_id, "name": "widget"}
+
+    return app
+
+
+def with_kansoku(app: FastAPI, *, access_log: bool = True) -> FastAPI:
+    """kansoku's middleware: request id, one JSON access-log line (stdout, as in production), RED metrics.
+
+    `access_log=False` shows the middleware's own cost apart from the logging pipeline's.
+    """
+    from prometheus_client import CollectorRegistry
+
+    from kansoku.health import Readiness
+    from kansoku.logs import configure_logging
+    from kansoku.metrics import HttpMetrics, RequestStats
+    from kansoku.settings import load_settings
+    from kansoku.web.middleware import KansokuMiddleware
+
+    class BenchRuntime:
+        """The parts of a runtime the middleware uses, without store, tracing or dashboard."""
+
+        def __init__(self) -> None:
+            self.settings = load_settings(log_format="json", stdlib_logging=False, access_log=access_log)
+            self.registry = CollectorRegistry()
+            self.http_metrics = HttpMetrics(self.registry, self.settings)
+            self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
+            self.readiness = Readiness()
+            self.request_tracer = None
+            self.web_app = None
+
+        def capture_exception(self, exc: BaseException, **kwargs: Any) -> str:
+            return "unused"
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+    runtime = BenchRuntime()
+    configure_logging(runtime.settings)  # stdout: the bench sends it to /dev/null
+    app.add_middleware(KansokuMiddleware, runtime=runtime)
+    return app
+
+
+def with_correlation_id(app: FastAPI) -> FastAPI:
+    """asgi-correlation-id: accept or make X-Request-ID, echo it, expose it in a contextvar."""
+    from asgi_correlation_id import CorrelationIdMiddleware
+
+    app.add_middleware(CorrelationIdMiddleware)
+    return app
+
+
+def with_structlog_access_log(app: FastAPI) -> FastAPI:
+    """The usual structlog recipe: an `@app.middleware("http")` that writes one JSON line per request."""
+    import structlog
+    from asgi_correlation_id import correlation_id
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+                    structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer()],
+        logger_factory=structlog.WriteLoggerFactory(file=DEVNULL),
+        cache_logger_on_first_use=True,
+    )
+    log = structlog.get_logger("access")
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=correlation_id.get())
+        started = time.perf_counter_ns()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        client = request.client
+        log.info("request", method=request.method, path=request.url.path,
+                 route=getattr(route, "path", None), status=response.status_code,
+                 duration_ms=(time.perf_counter_ns() - started) / 1e6,
+                 client=client.host if client else None, user_agent=request.headers.get("user-agent"))
+        return response
+
+    return app
+
+
+def with_instrumentator(app: FastAPI) -> FastAPI:
+    """prometheus-fastapi-instrumentator with its defaults (own registry)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_fastapi_instrumentator import Instrumentator
+
+    Instrumentator(registry=CollectorRegistry()).instrument(app)
+    return app
+
+
+def with_opentelemetry(app: FastAPI) -> FastAPI:
+    """OpenTelemetry's FastAPI instrumentation, an SDK tracer provider, a batch processor, no network."""
+    from collections.abc import Sequence
+
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DiscardExporter(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
+    return app
+
+
+def with_sentry(app: FastAPI) -> FastAPI:
+    """sentry-sdk with its default integrations (Starlette, FastAPI) and a DSN to a closed local port."""
+    import sentry_sdk
+
+    sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", default_integrations=True)
+    return app
+
+
+def build(name: str) -> FastAPI:
+    """The app of configuration `name` (one of CONFIGS)."""
+    if name == "sentry-sdk":
+        return with_sentry(bare())  # sentry patches FastAPI when initialised: before the app is made
+    if name == "peers":
+        import sentry_sdk
+
+        sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", default_integrations=True)
+        app = with_opentelemetry(bare())
+        app = with_instrumentator(app)
+        app = with_structlog_access_log(app)
+        return with_correlation_id(app)  # outermost, so the access log sees the id
+    steps: dict[str, Callable[[FastAPI], FastAPI]] = {
+        "bare": lambda app: app,
+        "kansoku": with_kansoku,
+        "kansoku-no-access-log": lambda app: with_kansoku(app, access_log=False),
+        "asgi-correlation-id": with_correlation_id,
+        "structlog-access-log": with_structlog_access_log,
+        "prometheus-fastapi-instrumentator": with_instrumentator,
+        "opentelemetry-fastapi": with_opentelemetry,
+    }
+    return steps[name](bare())
+
+
+def create() -> FastAPI:
+    """uvicorn factory: the configuration named by BENCH_CONFIG."""
+    return build(os.environ.get("BENCH_CONFIG", "bare"))

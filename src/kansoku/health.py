@@ -1,0 +1,234 @@
+"""What an orchestrator or a scraper polls: `/health`, `/ready`, `/metrics`, and kansoku's own health.
+
+- `/health` is liveness: 200 while the process answers. It never fails because the machine is busy
+  (the chapter's "CPU over 80% is unhealthy" restarts pods exactly when they are needed most).
+- `/ready` is readiness: the checks that parts register (store reachable, queues not saturated),
+  503 naming the failing ones.
+- `/metrics` is the Prometheus exposition (OpenMetrics with exemplars when asked, gzip when asked),
+  optionally behind a bearer token or an address allowlist.
+- `SelfCollector` exports kansoku's own queue depths, dropped items and internal errors.
+
+The endpoints are small ASGI callables that `KansokuMiddleware` answers itself, so any ASGI app
+gets them without routing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
+
+import anyio
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kansoku import _multiprocess
+from kansoku._safety import internal_error_counts
+from kansoku._worker import BackgroundWorker, live_workers
+from kansoku.settings import Settings
+from kansoku.typing import Receive, Scope, Send
+
+__all__ = [
+    "Check",
+    "MetricsEndpoint",
+    "Readiness",
+    "ReadyEndpoint",
+    "SelfCollector",
+    "health_endpoint",
+    "in_networks",
+    "parse_networks",
+    "queue_check",
+    "send_json",
+]
+
+Check = Callable[[], "str | None"]
+"""A readiness check: None when fine, else a short description of the problem."""
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_JSON: Final = (b"content-type", b"application/json")
+
+
+class Readiness:
+    """Named readiness checks, registered by the parts that can be unready."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+
+    def register(self, name: str, check: Check) -> None:
+        """Add (or replace) the check called `name`."""
+        self._checks[name] = check
+
+    def results(self) -> dict[str, str | None]:
+        """Run every check (they may do I/O: call this off the event loop); a raising check fails."""
+        results: dict[str, str | None] = {}
+        for name, check in list(self._checks.items()):
+            try:
+                results[name] = check()
+            except Exception as exc:
+                results[name] = f"check raised {type(exc).__name__}: {exc}"
+        return results
+
+
+def queue_check(worker: BackgroundWorker, *, saturated: float = 0.9) -> Check:
+    """A readiness check failing while `worker`'s queue is at least `saturated` full."""
+
+    def check() -> str | None:
+        depth = worker.depth
+        if depth >= worker.maxsize * saturated:
+            return f"queue {worker.name!r} saturated ({depth}/{worker.maxsize})"
+        return None
+
+    return check
+
+
+class SelfCollector(Collector):
+    """kansoku's own health as metrics: queue depth and capacity, dropped items, internal errors."""
+
+    def describe(self) -> Iterable[Metric]:
+        """The families (empty), so that registering does not collect."""
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        """Read every live background worker and the internal error counts."""
+        depth, capacity, dropped, errors = families = self._families()
+        for worker in sorted(live_workers(), key=lambda w: w.name):
+            depth.add_metric([worker.name], worker.depth)
+            capacity.add_metric([worker.name], worker.maxsize)
+            dropped.add_metric([worker.name], worker.dropped)
+        for where, count in sorted(internal_error_counts().items()):
+            errors.add_metric([where], count)
+        return families
+
+    @staticmethod
+    def _families() -> list[Any]:
+        return [
+            GaugeMetricFamily("kansoku_queue_depth", "Items waiting in a kansoku background queue.",
+                              labels=["queue"]),
+            GaugeMetricFamily("kansoku_queue_capacity", "Bound of a kansoku background queue.",
+                              labels=["queue"]),
+            CounterMetricFamily("kansoku_dropped_events", "Items dropped because a kansoku queue was full.",
+                                labels=["queue"]),
+            CounterMetricFamily("kansoku_internal_errors", "kansoku's own failures by place (the app was "
+                                "not affected).", labels=["where"]),
+        ]
+
+
+# --- endpoints ----------------------------------------------------------------------------------------
+
+
+async def send_json(send: Send, status: int, data: Any, *, head: bool = False,
+                    headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Send a complete JSON response (no body for HEAD)."""
+    await send_bytes(send, status, orjson.dumps(data), [_JSON, *headers], head=head)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], *,
+                     head: bool = False) -> None:
+    """Send a complete response with a content-length."""
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def health_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """Liveness: the process answers."""
+    await send_json(send, 200, {"status": "ok"}, head=scope["method"] == "HEAD")
+
+
+class ReadyEndpoint:
+    """Readiness: 200 when every check passes, else 503 naming the failing ones."""
+
+    def __init__(self, readiness: Readiness, *, timeout: float = 5.0) -> None:
+        self.readiness = readiness
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the checks in a thread (they may do I/O), with a time limit."""
+        results: dict[str, str | None] = {"checks": f"did not finish within {self.timeout:g}s"}
+        with anyio.move_on_after(self.timeout):
+            results = await anyio.to_thread.run_sync(self.readiness.results, abandon_on_cancel=True)
+        failing = {name: problem for name, problem in results.items() if problem is not None}
+        body: dict[str, Any] = {"status": "unavailable" if failing else "ok",
+                "checks": {name: problem or "ok" for name, problem in sorted(results.items())}}
+        if failing:
+            body["failing"] = sorted(failing)
+        await send_json(send, 503 if failing else 200, body, head=scope["method"] == "HEAD")
+
+
+_Denial = tuple[int, str, list[tuple[bytes, bytes]]]
+
+
+class MetricsEndpoint:
+    """The Prometheus exposition of `registry` (in multi-process mode, of every worker's files)."""
+
+    def __init__(self, registry: CollectorRegistry, settings: Settings,
+                 client_of: Callable[[Scope], str]) -> None:
+        if settings.multiprocess_dir is not None:
+            from kansoku._system import SystemCollector
+
+            registry = _multiprocess.scrape_registry(settings.multiprocess_dir, SystemCollector())
+        self.registry = registry
+        self._directory = settings.multiprocess_dir
+        self._token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+        self._allow = parse_networks(settings.metrics_allow)
+        self._client_of = client_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check access, then render in a thread (collectors may read files and take locks)."""
+        headers = _headers(scope, (b"accept", b"accept-encoding", b"authorization"))
+        head = scope["method"] == "HEAD"
+        denied = self._denied(scope, headers.get(b"authorization", b""))
+        if denied is not None:
+            status, error, extra = denied
+            await send_json(send, status, {"error": error}, head=head, headers=extra)
+            return
+        accept = headers.get(b"accept", b"").decode("latin-1")
+        encoding = headers.get(b"accept-encoding", b"").decode("latin-1")
+        body, response_headers = await anyio.to_thread.run_sync(self.render, accept, encoding)
+        await send_bytes(send, 200, body, response_headers, head=head)
+
+    def render(self, accept: str, accept_encoding: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """The exposition body and headers for these Accept and Accept-Encoding values."""
+        if self._directory is not None:
+            _multiprocess.mark_dead_workers(self._directory)
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        headers = [(b"content-type", content_type.encode()), (b"vary", b"Accept, Accept-Encoding")]
+        if gzip_accepted(accept_encoding):
+            body = gzip.compress(body, compresslevel=6)
+            headers.append((b"content-encoding", b"gzip"))
+        return body, headers
+
+    def _denied(self, scope: Scope, authorization: bytes) -> _Denial | None:
+        if self._allow and not in_networks(self._client_of(scope), self._allow):
+            return 403, "forbidden", []
+        if self._token is not None:
+            scheme, _, given = authorization.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self._token):
+                return 401, "unauthorized", [(b"www-authenticate", b'Bearer realm="metrics"')]
+        return None
+
+
+def _headers(scope: Scope, names: Iterable[bytes]) -> dict[bytes, bytes]:
+    wanted = frozenset(names)
+    return {name: value for name, value in scope.get("headers", ()) if name in wanted}
+
+
+def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses and networks ("10.0.0.0/8", "127.0.0.1", "::1") as networks."""
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+
+
+def in_networks(host: str | None, networks: Iterable[Network]) -> bool:
+    """Whether `host` (an IP address) is in one of `networks`; False for a name or garbage."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -1,0 +1,165 @@
+"""Scrape-time collectors (system, kansoku's own health), readiness checks, multi-process helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry
+
+from kansoku import _safety
+from kansoku._multiprocess import mark_dead_workers, prepare
+from kansoku._system import SystemCollector, real_mountpoints, register_runtime_collectors
+from kansoku._worker import BackgroundWorker
+from kansoku.health import Readiness, SelfCollector, queue_check
+from kansoku.metrics import make_registry
+from kansoku.settings import load_settings
+
+
+def _samples(collector: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in collector.collect() for s in family.samples}
+
+
+def test_system_collector_reads_the_machine_at_scrape_time() -> None:
+    """CPU, memory, disks, network and threads come from psutil when collected."""
+    samples = _samples(SystemCollector())
+    assert samples[("system_memory_bytes", (("state", "total"),))] == psutil.virtual_memory().total
+    assert samples[("system_cpu_logical_cores", ())] == psutil.cpu_count()
+    assert ("system_cpu_seconds_total", (("mode", "user"),)) in samples
+    assert samples[("process_threads", ())] >= 1
+    for mountpoint in real_mountpoints():
+        assert samples[("system_disk_bytes", (("mountpoint", mountpoint), ("state", "total")))] > 0
+    interfaces = {dict(labels)["interface"] for name, labels in samples
+                  if name == "system_network_receive_bytes_total"}
+    assert "lo" not in interfaces
+
+
+def test_real_mountpoints_skip_pseudo_filesystems() -> None:
+    """Only real file systems, one mount point per device."""
+    mounts = real_mountpoints()
+    assert mounts and len(mounts) == len(set(mounts))
+    pseudo = {part.mountpoint for part in psutil.disk_partitions(all=True)
+              if part.fstype in ("proc", "sysfs", "tmpfs")}
+    assert not pseudo & set(mounts)
+
+
+def test_open_fds_from_the_system_collector_only_where_needed() -> None:
+    """process_open_fds comes from prometheus_client on Linux; the psutil collector adds it elsewhere."""
+    assert ("process_open_fds", ()) not in _samples(SystemCollector())
+    assert _samples(SystemCollector(process_fds=True))[("process_open_fds", ())] >= 3
+
+
+def test_runtime_collectors_register_without_clashes() -> None:
+    """Process, platform, GC and system collectors all fit in one registry."""
+    registry = CollectorRegistry()
+    assert len(register_runtime_collectors(registry)) == 4
+    assert registry.get_sample_value("process_open_fds") is not None
+    assert any(s.name == "python_info" for f in registry.collect() for s in f.samples)
+
+
+def _blocked_worker(name: str, maxsize: int) -> tuple[BackgroundWorker, threading.Event]:
+    """A real worker whose thread is stuck on a gate, so that what is submitted next stays queued."""
+    gate, taken = threading.Event(), threading.Event()
+    worker = BackgroundWorker(name, maxsize=maxsize)
+    worker.submit(lambda: (taken.set(), gate.wait(30)))
+    assert taken.wait(30)
+    return worker, gate
+
+
+def test_self_collector_reports_queues_drops_and_internal_errors() -> None:
+    """kansoku's own health: queue depth and capacity, dropped items, internal errors by place."""
+    worker, gate = _blocked_worker("selftest-queue", maxsize=2)
+    assert [worker.submit(lambda: None) for _ in range(3)] == [True, True, False]
+    _safety.set_strict(False)
+    try:
+        _safety.report_internal_error("selftest.where", RuntimeError("x"))
+    finally:
+        _safety.set_strict(True)
+    samples = _samples(SelfCollector())
+    assert samples[("kansoku_queue_depth", (("queue", "selftest-queue"),))] == 2.0
+    assert samples[("kansoku_queue_capacity", (("queue", "selftest-queue"),))] == 2.0
+    assert samples[("kansoku_dropped_events_total", (("queue", "selftest-queue"),))] == 1.0
+    assert samples[("kansoku_internal_errors_total", (("where", "selftest.where"),))] >= 1.0
+    gate.set()
+    assert worker.close(30)
+
+
+def test_make_registry_has_the_collectors() -> None:
+    """The runtime's registry comes with process, system and kansoku-health metrics."""
+    registry = make_registry(load_settings())
+    names = {family.name for family in registry.collect()}
+    assert {"process_cpu_seconds", "system_memory_bytes", "kansoku_internal_errors",
+            "python_gc_objects_collected"} <= names
+
+
+def test_readiness_runs_every_check() -> None:
+    """results() maps each check to None (ok) or its problem; a raising check fails with its error."""
+    readiness = Readiness()
+    readiness.register("ok", lambda: None)
+    readiness.register("store", lambda: "connection refused")
+
+    def broken() -> str | None:
+        raise TimeoutError("slow")
+
+    readiness.register("broken", broken)
+    assert readiness.results() == {"ok": None, "store": "connection refused",
+                                   "broken": "check raised TimeoutError: slow"}
+
+
+def test_queue_check_fails_when_saturated() -> None:
+    """A queue at 90% of its bound is not ready."""
+    worker, gate = _blocked_worker("ready-queue", maxsize=10)
+    check = queue_check(worker)
+    assert check() is None
+    for _ in range(9):
+        worker.submit(lambda: None)
+    assert check() == "queue 'ready-queue' saturated (9/10)"
+    gate.set()
+    assert worker.close(30)
+
+
+def test_mark_dead_workers_removes_live_gauges_of_gone_processes(tmp_path: Path) -> None:
+    """Live-gauge files of exited processes go; counters of exited processes and live ones stay."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = int(gone.stdout)
+    names = [f"gauge_livesum_{dead}.db", f"gauge_liveall_{dead}.db", f"counter_{dead}.db",
+             f"gauge_livesum_{os.getpid()}.db", f"histogram_{os.getpid()}.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert mark_dead_workers(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_prepare_empties_the_directory(tmp_path: Path) -> None:
+    """prepare() creates the directory or removes a previous run's files."""
+    directory = tmp_path / "prom"
+    prepare(directory)
+    (directory / "counter_1.db").write_bytes(b"")
+    (directory / "notes.txt").write_text("kept")
+    prepare(directory)
+    assert [p.name for p in directory.iterdir()] == ["notes.txt"]
+
+
+def test_in_progress_publishes_to_a_shared_gauge() -> None:
+    """Multi-process mode: live counts are written to a livesum gauge; routes that emptied go to 0."""
+    from kansoku._requests import InProgress
+
+    registry = CollectorRegistry()
+    progress = InProgress(lambda route: route, registry, multiprocess=True, interval=0)
+    first = {"method": "GET", "route": None, "path": "/a"}
+    second = {"method": "POST", "route": None, "path": "/b"}
+    progress.track(first, "", "/a")
+    progress.track(second, "", "/b")
+    progress.publish()
+    assert registry.get_sample_value("http_requests_in_progress", {"method": "GET", "route": "/a"}) == 1.0
+    progress.untrack(first)
+    progress.publish()
+    assert registry.get_sample_value("http_requests_in_progress", {"method": "GET", "route": "/a"}) == 0.0
+    assert registry.get_sample_value("http_requests_in_progress", {"method": "POST", "route": "/b"}) == 1.0
