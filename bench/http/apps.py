@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "peers", "asgi-correlation-id", "structlog-access-log",
+CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "peers", "asgi-correlation-id", "structlog-access-log",
            "prometheus-fastapi-instrumentator", "opentelemetry-fastapi", "sentry-sdk")
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - structlog's access lines of the whole run go here
 
@@ -145,6 +145,20 @@ def with_sentry(app: FastAPI) -> FastAPI:
     return app
 
 
+def with_kansoku_full(app: FastAPI) -> FastAPI:
+    """The whole of kansoku through `instrument()`: request id, access log, metrics, a span per
+    request at 100% sampling (to the store by the batch exporter), the error hook, the dashboard."""
+    import tempfile
+
+    import kansoku
+
+    directory = tempfile.mkdtemp(prefix="kansoku-bench-")
+    kansoku.instrument(app, database_url=f"sqlite:///{directory}/kansoku.db", log_format="json",
+                       trace_level=os.environ.get("BENCH_TRACE_LEVEL", "PERFORMANCE"), trace_sample_rate=1.0,
+                       store_spans=os.environ.get("BENCH_STORE_SPANS", "1") == "1")
+    return app
+
+
 def build(name: str) -> FastAPI:
     """The app of configuration `name` (one of CONFIGS)."""
     if name == "sentry-sdk":
@@ -161,6 +175,7 @@ def build(name: str) -> FastAPI:
         "bare": lambda app: app,
         "kansoku": with_kansoku,
         "kansoku-no-access-log": lambda app: with_kansoku(app, access_log=False),
+        "kansoku-full": with_kansoku_full,
         "asgi-correlation-id": with_correlation_id,
         "structlog-access-log": with_structlog_access_log,
         "prometheus-fastapi-instrumentator": with_instrumentator,

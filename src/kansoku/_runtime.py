@@ -80,7 +80,6 @@ class Runtime:
         if settings.trace_level != "DISABLED":
             self.tracer_provider = tracing.configure_tracing(settings, self.engine, self.service, set_global=True)
             self.request_tracer = tracing.RequestTracer(self.tracer_provider, settings)
-            tracing.instrument_libraries(settings, self.tracer_provider)
         # No capture hook for `traced`: its snapshot rides on the exception (debug.snapshot_of) and
         # joins the event when the middleware or track_errors captures it, with the request info.
         tracing.configure(settings, self.tracer_provider, debugger=self.debugger)
@@ -267,6 +266,11 @@ def instrument(app: Any, **overrides: Any) -> Any:
     service = None if overrides.get("service_name") else (title if title and title != "FastAPI" else None)
     runtime = setup(service=service, **overrides) if overrides or _current is None else _current
     if hasattr(app, "add_middleware") and state is not None:
+        telemetry = getattr(app, "_telemetry", None)
+        if isinstance(telemetry, dict) and runtime.request_tracer is not None:
+            # FastAPI's native telemetry would open a second server span (and three more per
+            # request) once kansoku sets the global tracer provider: kansoku's span replaces it.
+            telemetry["tracing"] = False
         app.add_middleware(KansokuMiddleware, runtime=runtime)
         state.kansoku = runtime
         return app
@@ -313,7 +317,7 @@ def track_errors(
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 try:
-                    return await func(*args, **kwargs)  # type: ignore[misc]
+                    return await func(*args, **kwargs)
                 except Exception as exc:
                     record(exc, func)
                     raise

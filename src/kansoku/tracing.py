@@ -17,9 +17,11 @@ attributes are read by the SDK itself.
 from __future__ import annotations
 
 import importlib
+import logging
 import socket
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any, Final
 
 from opentelemetry import propagate, trace
@@ -97,7 +99,40 @@ def configure_tracing(
     if set_global:
         trace.set_tracer_provider(provider)
     instrument_libraries(settings, provider)
+    _quiet_otel_warnings()
     return provider
+
+
+class _OncePerMinute(logging.Filter):
+    """Let each distinct message through once a minute: the SDK warns per span when its queue is
+    full ("Queue full, dropping span"), which at a few thousand requests a second would cost more
+    than the spans themselves."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now, key = self._clock(), f"{record.name}:{record.msg}"
+        if now - self._last.get(key, -120.0) < 60.0:
+            self.suppressed += 1
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+_OTEL_FILTER = _OncePerMinute()
+
+
+def _quiet_otel_warnings() -> None:
+    for name in ("opentelemetry.sdk._shared_internal", "opentelemetry.sdk.trace.export"):
+        target = logging.getLogger(name)
+        if _OTEL_FILTER not in target.filters:
+            target.addFilter(_OTEL_FILTER)
 
 
 def _exporters(settings: Settings, engine: Engine | None) -> list[SpanExporter]:

@@ -181,17 +181,18 @@ class KansokuMiddleware:
                                   request.response_size, trace_id)
             if stats is not None:
                 stats.record(status, duration)
-            if handle is not None:
-                tracer.finish(handle, status, None if route == UNMATCHED else route, request.error)
             path = scope["path"]
             quiet = self._quiet
             if quiet is not None and path not in quiet and not path.startswith(self._quiet_prefixes):
+                # Written while the request's span is still current, so the line carries its ids;
                 # request_id comes from the bound context, like on every other line of the request.
                 self._access.info(
                     "request", method=scope["method"], route=route, path=path, status=status,
                     duration_ms=round(duration * 1000, 3), response_size=request.response_size,
                     client=self.client(scope), user_agent=request.user_agent,
                     **({"event_id": request.event_id} if request.event_id else {}))
+            if handle is not None:
+                tracer.finish(handle, status, None if route == UNMATCHED else route, request.error)
         except Exception as exc:
             _internal_error("middleware.record", exc)
 
