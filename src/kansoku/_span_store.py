@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from sqlalchemy import Connection, Engine, delete, func, select
@@ -62,6 +63,15 @@ def span_row(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
+_COLUMNS = ("span_id", "trace_id", "parent_id", "name", "kind", "service", "start_time", "end_time",
+            "duration_ms", "status", "status_message", "attributes", "events", "is_root")
+_JSON_COLUMNS = frozenset({"attributes", "events"})
+
+
+def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(orjson.dumps(row[c], default=str).decode() if c in _JSON_COLUMNS else row[c] for c in _COLUMNS)
+
+
 class StoreSpanExporter(SpanExporter):
     """Writes spans to `kansoku_spans` in batches and keeps the table bounded."""
 
@@ -80,6 +90,9 @@ class StoreSpanExporter(SpanExporter):
         self.prune_every = prune_every
         self.clock = clock
         self._count: int | None = None  # rows in the table, as far as this process knows
+        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        columns, marks = ", ".join(_COLUMNS), ", ".join([mark] * len(_COLUMNS))
+        self._insert_sql = f"INSERT INTO {spans_table.name} ({columns}) VALUES ({marks})"  # noqa: S608 - constants
         self._last_prune = clock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -87,9 +100,12 @@ class StoreSpanExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            rows = [span_row(span) for span in spans]
+            rows = [_driver_row(span_row(span)) for span in spans]
             with write_transaction(self.engine) as conn:
-                conn.execute(spans_table.insert(), rows)
+                # The driver's executemany with JSON already encoded by orjson: several times faster
+                # than the ORM-free Core insert, and this runs on a thread that shares the GIL with
+                # the app's requests.
+                conn.exec_driver_sql(self._insert_sql, rows)
                 self._bound(conn, len(rows))
         except Exception as exc:  # the processor's thread has no caller to tell
             report_internal_error("tracing.store_exporter", exc)
