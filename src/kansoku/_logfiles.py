@@ -20,8 +20,8 @@ ERROR_LEVEL = 40
 class _Raising:
     """Mixin: let write failures reach kansoku's reporting instead of logging's stderr dump."""
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
-        raise  # noqa: PLE0704 - re-raise the error being handled by logging.Handler.emit
+    def handleError(self, record: logging.LogRecord) -> None:
+        raise
 
 
 class _Daily(_Raising, logging.handlers.TimedRotatingFileHandler):
@@ -69,7 +69,7 @@ class FileSinks:
         for handler in (app, errors):
             handler.setFormatter(logging.Formatter("%(message)s"))
         sinks = cls(app, errors, BackgroundWorker("log-files", maxsize=settings.queue_size))
-        sinks.worker._batch = sinks._write_batch  # noqa: SLF001 - the worker is ours
+        sinks.worker._batch = sinks._write_batch
         return sinks
 
     def write(self, line: bytes, level: int) -> None:

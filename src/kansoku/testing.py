@@ -29,7 +29,7 @@ def capture_logs() -> Iterator[list[EventDict]]:
         captured.append(dict(event_dict))
         raise structlog.DropEvent
 
-    processors = logs._STATE.processors  # noqa: SLF001 - the pipeline is ours
+    processors = logs._STATE.processors
     saved = list(processors)
     processors[:] = [*saved[:-1], collect]  # everything but the renderer
     try:
