@@ -14,9 +14,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# Imported eagerly: the submodule `kansoku.context` would otherwise shadow the function `context`.
+from kansoku.context import bind_context, context
+
 if TYPE_CHECKING:
     from kansoku._runtime import add_error_processor, capture_exception, instrument, track_errors
-    from kansoku.context import bind_context, context
     from kansoku.debug import memory_profile, track_object
     from kansoku.logs import get_logger, log_database_operation, log_execution_time
     from kansoku.metrics import (
@@ -69,9 +71,7 @@ _LAZY = {
     "Settings": "kansoku.settings",
     "TraceLevel": "kansoku.tracing",
     "add_error_processor": "kansoku._runtime",
-    "bind_context": "kansoku.context",
     "capture_exception": "kansoku._runtime",
-    "context": "kansoku.context",
     "counter": "kansoku.metrics",
     "gauge": "kansoku.metrics",
     "get_logger": "kansoku.logs",

@@ -120,7 +120,7 @@ class Runtime:
         """Flush everything accepted and stop background work. Called on lifespan shutdown."""
         if self.dispatcher is not None:
             with _safety.suppress_internal_errors("dispatcher.stop"):
-                await self.dispatcher.stop()
+                self.dispatcher.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
