@@ -1,0 +1,107 @@
+"""The store: engine setup, migrations (SQLite and PostgreSQL), concurrent start-up, URLs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from kansoku.settings import load_settings
+from kansoku.store import Store, migrations, normalise_url
+from kansoku.store.tables import metadata
+
+
+def test_migrated_schema_is_exactly_tables_py(store: Store) -> None:
+    """After upgrade the database has every table, column, index and constraint of tables.py."""
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    assert [d for d in diff if not (d[0] == "remove_table" and d[1].name == migrations.VERSION_TABLE)] == []
+
+
+def test_status_upgrade_and_downgrade(store_url: str) -> None:
+    """status reports the revision; downgrade to base drops every kansoku table; upgrade restores them."""
+    migrations.upgrade(store_url)
+    assert migrations.status(store_url) == (migrations.head(), migrations.head())
+    migrations.downgrade(store_url, "base")
+    assert migrations.status(store_url) == (None, migrations.head())
+    store = Store(store_url)
+    assert [t for t in inspect(store.engine).get_table_names() if t != migrations.VERSION_TABLE] == []
+    migrations.upgrade(store_url)
+    assert set(metadata.tables) <= set(inspect(store.engine).get_table_names())
+    store.close()
+
+
+def test_unknown_revision(store_url: str) -> None:
+    """An unknown revision is UnknownRevision (the CLI says so), not a traceback."""
+    with pytest.raises(migrations.UnknownRevision):
+        migrations.upgrade(store_url, "9999")
+
+
+@pytest.mark.slow
+def test_processes_starting_together_migrate_once(store_url: str, tmp_path: Path) -> None:
+    """Several processes opening a new store at the same moment all succeed (the migration is locked)."""
+    go = tmp_path / "go"
+    script = textwrap.dedent(f"""
+        import os, time
+        from kansoku.settings import load_settings
+        from kansoku.store import Store
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.002)
+        Store.open(load_settings(database_url={store_url!r}), migrate=True).close()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    go.touch()
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert migrations.status(store_url)[0] == migrations.head()
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    """SQLite runs in WAL mode, with a busy timeout and foreign keys on."""
+    store = Store(f"sqlite:///{tmp_path / 'k.db'}")
+    with store.engine.connect() as conn:
+        pragmas = [conn.execute(text(f"PRAGMA {name}")).scalar() for name in ("journal_mode", "busy_timeout",
+                                                                               "foreign_keys")]
+    store.close()
+    assert pragmas == ["wal", 10_000, 1]
+
+
+def test_default_url_creates_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default store `.kansoku/kansoku.db` is created (with its directory) and migrated on open."""
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(load_settings())
+    assert store.ping() is None
+    store.close()
+    assert (tmp_path / ".kansoku" / "kansoku.db").is_file()
+    assert migrations.status("sqlite:///.kansoku/kansoku.db")[0] == migrations.head()
+
+
+def test_postgres_urls_use_psycopg() -> None:
+    """postgresql:// and postgres:// URLs are served by psycopg 3."""
+    assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.postgres
+def test_postgres_is_not_migrated_on_open_unless_asked(postgres_url: str) -> None:
+    """Shared PostgreSQL stores are migrated by `kansoku db upgrade`; until then ping() says so."""
+    from .pgdb import drop_postgres_database, fresh_postgres_database
+
+    url = fresh_postgres_database(postgres_url)
+    try:
+        store = Store.open(load_settings(database_url=url.replace("postgresql+psycopg://", "postgresql://")))
+        assert store.dialect == "postgresql"
+        assert store.ping() == "store schema at revision none, kansoku needs 0001: run `kansoku db upgrade`"
+        migrations.upgrade(url)
+        assert store.ping() is None
+        store.close()
+    finally:
+        drop_postgres_database(url)
