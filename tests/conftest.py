@@ -108,3 +108,4 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """The SQLAlchemy URL of the session's PostgreSQL database."""
     return postgres.url
+

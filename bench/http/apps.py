@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "peers", "asgi-correlation-id", "structlog-access-log",
-           "prometheus-fastapi-instrumentator", "opentelemetry-fastapi", "sentry-sdk")
+CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "peers", "asgi-correlation-id",
+           "structlog-access-log", "prometheus-fastapi-instrumentator", "opentelemetry-fastapi", "sentry-sdk")
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - structlog's access lines of the whole run go here
 
 

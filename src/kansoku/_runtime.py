@@ -52,6 +52,7 @@ class Runtime:
         from kansoku import tracing
         from kansoku.debug import Debugger
         from kansoku.errors import ErrorTracker
+        from kansoku.errors.collector import ErrorCollector
         from kansoku.health import Readiness
         from kansoku.metrics import HttpMetrics, RequestStats, make_registry
 
@@ -75,6 +76,7 @@ class Runtime:
         self.debugger = Debugger(settings)
         self.errors = ErrorTracker(settings, self.engine, processors=_error_processors)
         self.readiness.register("errors", self.errors.problem)
+        self.registry.register(ErrorCollector(self.errors))
         self.tracer_provider = None
         self.request_tracer = None
         if settings.trace_level != "DISABLED":

@@ -49,7 +49,7 @@ _PATTERNS: Final = (
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), REDACTED),
     (re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{10,}"), REDACTED),
     (re.compile(
-        r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?token|client[_-]?secret"
+        r"(?i)\b(password|passwd|pwd|pw|pass|secret|token|api[_-]?key|access[_-]?token|client[_-]?secret"
         r"|auth|sig|signature)([\"']?\s*[=:]\s*[\"']?)([^\s&\"',;]+)"),
      r"\1\2" + REDACTED),
     (re.compile(r"(://[^/\s:@]*:)[^/\s@]+@"), r"\1" + REDACTED + "@"),  # user:password@host
@@ -60,7 +60,7 @@ _EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]
 # we look for. Written as a prefix tree because Python's regex engine scans that much faster.
 _SUSPECT: Final = re.compile(
     r"b(?:earer|asic)|t(?:oken)|d(?:igest)|e(?:yj)|a(?:kia|sia|iza|pi.?key|uth)|x(?:ox)|gh[pousr]_"
-    r"|[sr]k_|p(?:ass|wd)|s(?:ecret|ig)|://|@|-----begin|\d{4}[ -]?\d{4}"
+    r"|[sr]k_|p(?:ass|wd?)|s(?:ecret|ig)|://|@|-----begin|\d{4}[ -]?\d{4}"
 )
 # Fields that kansoku itself writes and that cannot carry a user's secret.
 _OWN_FIELDS: Final = frozenset(

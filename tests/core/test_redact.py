@@ -121,3 +121,9 @@ def test_property_card_numbers_never_survive(pairs: list[tuple[str, str]], fille
     out = r.redact_text(text)
     for _, card in pairs:
         assert card not in out
+
+
+def test_short_password_keys_in_text_are_scrubbed() -> None:
+    """pw=..., pwd=... and pass: ... pairs in free text lose their values."""
+    out = r.redact_text("login pw=s3cret1 then pwd=hunter22 and pass: opensesame")
+    assert "s3cret1" not in out and "hunter22" not in out and "opensesame" not in out

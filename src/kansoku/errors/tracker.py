@@ -281,11 +281,14 @@ class ErrorTracker:
     def breadcrumb_processor(self, logger: Any, method_name: str, event_dict: Any) -> Any:
         """structlog processor: remember the record as a breadcrumb of its request.
 
+        Not the access-log line: it is the request's last, written when nothing can fail any more.
+
         Not the records that become events themselves (ERROR+ with exc_info), so the order of
         this processor and `log_processor` in the chain does not matter.
         """
         request_id = event_dict.get("request_id")
-        if request_id and not (method_name in _ERROR_METHODS and event_dict.get("exc_info")):
+        if (request_id and event_dict.get("logger") != ACCESS_LOGGER
+                and not (method_name in _ERROR_METHODS and event_dict.get("exc_info"))):
             self.breadcrumbs.add(str(request_id), {
                 "timestamp": self._clock(), "level": method_name, "logger": str(event_dict.get("logger", "")),
                 "message": cap.safe_str(event_dict.get("event", ""))[:MAX_MESSAGE],
@@ -334,6 +337,9 @@ class ErrorTracker:
         """Counters for metrics: captured, dropped, stored, waiting, store failures, rejected."""
         return {"captured": self.captured, "dropped": self.dropped, "queued": self._worker.depth,
                 **self._delivery.stats()}
+
+
+ACCESS_LOGGER = "kansoku.access"  # the middleware's access-log logger
 
 
 def _mark(exc: BaseException, event_id: str) -> None:
