@@ -16,7 +16,8 @@ from kansoku.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-CHAPTER = Path("/work/shared/reference/chapter-8-monitoring-logging-debugging.md")
+# shared/ lies beside the checkout (on CI too); this is where the chapter's own text is.
+CHAPTER = ROOT.parent / "shared" / "reference" / "chapter-8-monitoring-logging-debugging.md"
 CHAPTER_NAMES = (
     "AdvancedDebugger", "AlertChannel", "AlertRule", "DataProcessor", "DebugContext", "ErrorCategory", "ErrorDetails",
     "ErrorSeverity", "ErrorTracker", "ExecutionStep", "LogCategory", "LogContext", "LogLevel", "LoggingMiddleware",
