@@ -124,7 +124,13 @@ def _state_command(action: str, status: str, doc: str, *options: Any) -> click.C
     def command(ident: str, as_json: bool, database_url: str | None, release: str | None = None) -> None:
         from kansoku.store import queries
 
-        group = _query(database_url, lambda engine: queries.set_status(engine, ident, status, release=release))
+        def change(engine: Any) -> Any:
+            group = queries.set_status(engine, ident, status, release=release)
+            if group is not None and status == "resolved":
+                _announce_resolution(engine, group, database_url)
+            return group
+
+        group = _query(database_url, change)
         if group is None:
             raise _not_found(ident)
         if as_json:
@@ -191,6 +197,13 @@ def stats(hours: int, top: int, as_json: bool, database_url: str | None) -> None
     if data["most_frequent_errors"]:
         click.echo("most frequent:")
         echo_table(data["most_frequent_errors"], ["id", "count", "severity", "category", "status", "title"])
+
+
+def _announce_resolution(engine: Any, group: dict[str, Any], database_url: str | None) -> None:
+    """Queue resolutions for the channels whose alerts fired on the group (sent by a dispatcher)."""
+    from kansoku.alerts import AlertEngine
+
+    AlertEngine(load_settings_or_exit(database_url=database_url), engine).on_resolve(group)
 
 
 def _query(database_url: str | None, call: Any) -> Any:

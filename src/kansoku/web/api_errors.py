@@ -88,9 +88,11 @@ def _guarded(handler: Endpoint) -> Endpoint:
 
 
 class _ErrorsApi:
-    def __init__(self, engine: Engine, tracker: ErrorTracker | None) -> None:
+    def __init__(self, engine: Engine, tracker: ErrorTracker | None,
+                 on_resolve: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.engine = engine
         self.tracker = tracker
+        self.on_resolve = on_resolve
 
     async def list_groups(self, request: Request) -> Response:
         """GET /api/errors: groups, filtered, sorted, one page."""
@@ -135,6 +137,8 @@ class _ErrorsApi:
             group = await run_in_threadpool(queries.set_status, self.engine, ident, status, release=release)
             if group is None:
                 return _problem(404, "not found", f"no error group or event {ident!r}")
+            if name == "resolve" and self.on_resolve is not None:  # resolutions to the channels that fired
+                await run_in_threadpool(self.on_resolve, group)
             return _json(group)
 
         return change
@@ -158,9 +162,10 @@ async def _release(request: Request) -> str | None:
     return release or None
 
 
-def routes(engine: Engine, tracker: ErrorTracker | None = None) -> list[BaseRoute]:
-    """The error API's routes (paths start with `/api/errors`)."""
-    api = _ErrorsApi(engine, tracker)
+def routes(engine: Engine, tracker: ErrorTracker | None = None,
+           on_resolve: Callable[[dict[str, Any]], Any] | None = None) -> list[BaseRoute]:
+    """The error API's routes (paths start with `/api/errors`); `on_resolve(group)` after a resolve."""
+    api = _ErrorsApi(engine, tracker, on_resolve)
     found: list[BaseRoute] = [
         Route("/api/errors", _guarded(api.list_groups), methods=["GET"], name="errors_list"),
         Route("/api/errors/statistics", _guarded(api.statistics), methods=["GET"], name="errors_statistics"),

@@ -76,7 +76,8 @@ def api_routes(runtime: Any, engine: Engine | None, clock: Clock) -> list[BaseRo
     alerts = getattr(runtime, "alerts", None)
     routes: list[BaseRoute] = []
     if engine is not None:
-        routes += _optional_routes("kansoku.web.api_errors", "routes", engine, tracker)
+        routes += _optional_routes("kansoku.web.api_errors", "routes", engine, tracker,
+                                   getattr(alerts, "on_resolve", None))
         routes += _optional_routes("kansoku.web.api_alerts", "routes", engine, alerts)
         secret = slack_signing_secret(runtime.settings, alerts)
         if secret:
