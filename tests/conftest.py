@@ -47,9 +47,12 @@ def _pg_bindir() -> str:
     if out.returncode == 0:
         return out.stdout.strip()
     initdb = shutil.which("initdb")
-    if initdb is None:
-        raise RuntimeError("PostgreSQL server binaries are missing: run .ci/run or apt-get install postgresql")
-    return os.path.dirname(os.path.realpath(initdb))
+    if initdb is not None:
+        return os.path.dirname(os.path.realpath(initdb))
+    installed = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/initdb"))  # Debian's layout
+    if not installed:
+        raise RuntimeError("PostgreSQL server binaries are missing: run scripts/install-system-deps")
+    return str(installed[-1].parent)
 
 
 class PostgresServer:
