@@ -428,7 +428,9 @@ def configure_logging(
 
 # --- the standard library bridge -------------------------------------------------------------------
 
-_RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# LogRecord's own attributes, and uvicorn's `color_message` (the message again, with ANSI colours).
+_RECORD_FIELDS: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 class StdlibBridge(logging.Handler):

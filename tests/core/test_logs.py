@@ -207,6 +207,7 @@ def test_uvicorn_logs_are_bridged(configure: Callable[..., Lines], port: int) ->
     thread.join(10)
     events = [(line["logger"], line["event"]) for line in lines()]
     assert ("uvicorn.error", "Application startup complete.") in events
+    assert not any("color_message" in line for line in lines())  # uvicorn's ANSI copy is dropped
 
 
 def test_decorators_time_sync_and_async_and_reraise(configure: Callable[..., Lines]) -> None:
