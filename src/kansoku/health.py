@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from kansoku import _multiprocess
 from kansoku._safety import internal_error_counts
 from kansoku._worker import BackgroundWorker, live_workers
+from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.typing import Receive, Scope, Send
 
@@ -139,6 +140,9 @@ async def health_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, {"status": "ok"}, head=scope["method"] == "HEAD")
 
 
+_REDACT = Redactor()
+
+
 class ReadyEndpoint:
     """Readiness: 200 when every check passes, else 503 naming the failing ones."""
 
@@ -152,8 +156,11 @@ class ReadyEndpoint:
         with anyio.move_on_after(self.timeout):
             results = await anyio.to_thread.run_sync(self.readiness.results, abandon_on_cancel=True)
         failing = {name: problem for name, problem in results.items() if problem is not None}
+        # /ready is open to orchestrators like /health: a problem text (a driver's error, say) is
+        # scrubbed before it leaves, in case it quotes a connection string.
         body: dict[str, Any] = {"status": "unavailable" if failing else "ok",
-                "checks": {name: problem or "ok" for name, problem in sorted(results.items())}}
+                "checks": {name: _REDACT.redact_text(problem) if problem else "ok"
+                           for name, problem in sorted(results.items())}}
         if failing:
             body["failing"] = sorted(failing)
         await send_json(send, 503 if failing else 200, body, head=scope["method"] == "HEAD")

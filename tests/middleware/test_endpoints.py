@@ -45,6 +45,15 @@ async def test_ready_names_failing_checks(fastapi_client: httpx.AsyncClient, run
     }
 
 
+async def test_ready_scrubs_secrets_from_problems(fastapi_client: httpx.AsyncClient, runtime: Any) -> None:
+    """A failing check quoting a connection string does not show its password on /ready."""
+    runtime.readiness.register("store", lambda: "cannot connect to postgresql://app:hunter2@db:5432/k")
+    failing = await fastapi_client.get("/ready")
+    assert failing.status_code == 503
+    assert "hunter2" not in failing.text
+    assert failing.json()["checks"]["store"].startswith("cannot connect to postgresql://app:")
+
+
 async def test_endpoints_work_for_a_bare_asgi_app(runtime: Any, client_for: Any) -> None:
     """No routing needed: a bare ASGI app behind the middleware has /metrics, /health and /ready."""
     async with client_for(KansokuMiddleware(bare_app, runtime=runtime)) as client:
