@@ -7,6 +7,7 @@ code: `HttpMetrics.observe` and `InProgress.track` run on every request and are 
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import socket
 import threading
@@ -39,6 +40,7 @@ __all__ = [
     "HttpMetrics",
     "InProgress",
     "RequestStats",
+    "histogram_quantile",
     "route_template",
 ]
 
@@ -396,3 +398,25 @@ def _add_minute(into: _Minute, row: _Minute) -> None:
     into.errors_5xx += row.errors_5xx
     into.duration_sum += row.duration_sum
     into.buckets = [a + b for a, b in zip(into.buckets, row.buckets, strict=True)]
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, int], total: int | None = None) -> float | None:
+    """The q-quantile from cumulative bucket counts (`RequestStats` rows), as Prometheus' `histogram_quantile`
+    estimates it: linear inside the bucket; None with no observations."""
+    bounds = sorted(buckets)
+    if not bounds:
+        return None
+    count = total if total is not None else buckets[bounds[-1]]
+    if count <= 0:
+        return None
+    rank = q * count
+    lower, below = 0.0, 0
+    for bound in bounds:
+        cumulative = buckets[bound]
+        if cumulative >= rank:
+            if math.isinf(bound):  # in the +Inf bucket: the largest finite bound, as Prometheus does
+                return lower
+            width = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / width if width else 1.0)
+        lower, below = bound, cumulative
+    return lower

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from kansoku._requests import histogram_quantile
 from kansoku.alerts.rules import AlertRule
 from kansoku.store.tables import request_stats
 
@@ -57,27 +58,6 @@ def window_totals(engine: Engine, first_minute: int, last_minute: int) -> dict[s
             for bound, count in _bucket_pairs(buckets):
                 entry.buckets[bound] = entry.buckets.get(bound, 0) + count
     return totals
-
-
-def histogram_quantile(q: float, buckets: Mapping[float, int], total: int | None = None) -> float | None:
-    """The q-quantile from cumulative bucket counts; None with no observations."""
-    bounds = sorted(buckets)
-    if not bounds:
-        return None
-    count = total if total is not None else buckets[bounds[-1]]
-    if count <= 0:
-        return None
-    rank = q * count
-    lower, below = 0.0, 0
-    for bound in bounds:
-        cumulative = buckets[bound]
-        if cumulative >= rank:
-            if math.isinf(bound):  # in the +Inf bucket: the largest finite bound, as Prometheus does
-                return lower
-            width = cumulative - below
-            return lower + (bound - lower) * ((rank - below) / width if width else 1.0)
-        lower, below = bound, cumulative
-    return lower
 
 
 def evaluate(rule: AlertRule, totals: ServiceTotals) -> float | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from kansoku._requests import histogram_quantile
+
 __all__ = ["RANGES", "Point", "parse_buckets", "quantile", "request_points"]
 
 # name -> (minutes shown, minutes per point): about 60-100 points whatever the range.
@@ -80,18 +82,7 @@ def quantile(q: float, buckets: Mapping[float, int], total: int | None = None) -
     count = buckets[edges[-1]] if math.isinf(edges[-1]) else max(total or 0, buckets[edges[-1]])
     if count <= 0:
         return None
-    rank = q * count
-    lower, below = 0.0, 0
-    for edge in edges:
-        cumulative = buckets[edge]
-        if cumulative >= rank:
-            if math.isinf(edge):  # above the last finite bound: that bound is the best estimate
-                return lower
-            if cumulative == below:
-                return edge
-            return lower + (edge - lower) * (rank - below) / (cumulative - below)
-        lower, below = edge, cumulative
-    return lower  # the top finite bucket does not hold everything: answer its bound
+    return histogram_quantile(q, buckets, count)
 
 
 def request_points(
