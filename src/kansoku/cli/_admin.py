@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kansoku.cli._common import (
+    DB_URL,
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
     EXIT_STORE,
@@ -97,7 +98,6 @@ def db() -> None:
     """
 
 
-DB_URL = click.option("--database-url", metavar="URL", help="Store URL (default: KANSOKU_DATABASE_URL).")
 
 
 @db.command("upgrade")

@@ -10,9 +10,11 @@ from typing import Any
 import click
 
 from kansoku.cli._common import (
+    DB_URL,
     EXIT_FAILURE,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    JSON,
     CliError,
     alerting_or_exit,
     echo_json,
@@ -23,8 +25,6 @@ from kansoku.cli._common import (
     store_error,
 )
 
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
-DB_URL = click.option("--database-url", metavar="URL", help="Store URL (default: KANSOKU_DATABASE_URL).")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([mhd])$")
 
 

@@ -141,6 +141,11 @@ def check_port_free(host: str, port: int) -> None:
             raise CliError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host", EXIT_USAGE) from None
 
 
+# Options several commands share.
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
+DB_URL = click.option("--database-url", metavar="URL", help="Store URL (default: KANSOKU_DATABASE_URL).")
+
+
 def echo_json(data: Any) -> None:
     """Print `data` as indented JSON (for scripts: `--json`)."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str, ensure_ascii=False))

@@ -7,8 +7,10 @@ from typing import Any
 import click
 
 from kansoku.cli._common import (
+    DB_URL,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
+    JSON,
     CliError,
     echo_json,
     echo_table,
@@ -17,9 +19,6 @@ from kansoku.cli._common import (
     open_store,
     store_error,
 )
-
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")
-DB_URL = click.option("--database-url", metavar="URL", help="Store URL (default: KANSOKU_DATABASE_URL).")
 
 
 @click.group()
