@@ -117,6 +117,7 @@ class LineWriter:
         import collections
         import os
         import threading
+        import weakref
 
         self._emit = emit
         self._interval = interval
@@ -125,11 +126,14 @@ class LineWriter:
         self._lock = threading.Lock()  # serialises flushes, never held by write()
         self._pid = -1
         self._getpid = os.getpid
+        self._running = False  # the flusher thread of this process is started
         self.dropped = 0
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(ref))
 
     def write(self, data: bytes) -> None:
         """Queue one line (with its newline)."""
-        if self._pid != self._getpid():
+        if not self._running:
             self._start()
         if len(self._pending) >= self._max_pending:
             self.dropped += 1
@@ -140,11 +144,19 @@ class LineWriter:
         import threading
 
         with self._lock:
-            if self._pid == self._getpid():
+            if self._running:
                 return
             self._pid = self._getpid()
-            self._pending.clear()  # a forked child must not write its parent's lines again
             threading.Thread(target=self._run, name="kansoku-log-writer", daemon=True).start()
+            self._running = True
+
+    def _after_fork(self) -> None:
+        """In a forked child: the flusher thread did not survive, nor must the parent's lines."""
+        import threading
+
+        self._lock = threading.Lock()
+        self._pending.clear()
+        self._running = False
 
     def _run(self) -> None:
         import time
@@ -167,3 +179,9 @@ class LineWriter:
                 self._emit(b"".join(batch))
             except (OSError, ValueError) as exc:  # closed or broken stdout: nothing else to tell
                 report_internal_error("log-stdout", exc)
+
+
+def _forked(ref: Any) -> None:
+    writer = ref()
+    if writer is not None:
+        writer._after_fork()

@@ -4,7 +4,8 @@ The pipeline is a list of plain processors, shared by every logger that `get_log
 the bridge that carries the standard library's `logging` records (uvicorn, SQLAlchemy, httpx...)
 through the same steps:
 
-    stamp (level, time, service, context) -> hooks (trace ids, breadcrumbs, error capture)
+    stamp (level, time, service, context; done by the logger while it builds the event dict)
+    -> hooks (trace ids, breadcrumbs, error capture)
     -> exception to data -> redaction -> render (one JSON object per line, or console)
 
 `configure_logging(settings)` swaps the steps in place, so loggers created at import time, before
@@ -28,7 +29,7 @@ import structlog
 from structlog import BoundLoggerBase
 
 from kansoku._logfiles import FileSinks, LineWriter
-from kansoku.context import get_context
+from kansoku.context import _CONTEXT, get_context
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.typing import EventDict, LogProcessor
@@ -67,6 +68,9 @@ class _State:
         self.processors: list[LogProcessor] = []
         self.output = _Output()
         self.redactor = Redactor()
+        # The last bound context seen, with the redactor and its redacted view: contexts are
+        # copied on write, so one identity check finds a request's context again.
+        self.last_context: tuple[Any, Any, Any] = (None, None, None)
 
 
 _STDOUT = LineWriter(lambda data: _emitter(sys.stdout)(data))
@@ -97,8 +101,9 @@ class _Output:
         self._stream = stream
         self._emit = _emitter(stream) if stream is not None else _STDOUT.write
 
-    def _write(self, line: bytes | str, level: int) -> None:
-        data = line.encode("utf-8", "replace") if isinstance(line, str) else line
+    def write(self, line: bytes | str, level: int) -> None:
+        """Write one rendered line (JSON bytes or console text) at `level` (a number)."""
+        data = line if line.__class__ is bytes else str(line).encode("utf-8", "replace")
         self._emit(data + b"\n")
         if self.files is not None:
             self.files.write(data, level)
@@ -110,27 +115,28 @@ class _Output:
             self.files.flush()
 
     def trace(self, line: bytes | str) -> None:
-        self._write(line, TRACE)
+        self.write(line, TRACE)
 
     def debug(self, line: bytes | str) -> None:
-        self._write(line, 10)
+        self.write(line, 10)
 
     def info(self, line: bytes | str) -> None:
-        self._write(line, 20)
+        self.write(line, 20)
 
     def warning(self, line: bytes | str) -> None:
-        self._write(line, 30)
+        self.write(line, 30)
 
     def error(self, line: bytes | str) -> None:
-        self._write(line, 40)
+        self.write(line, 40)
 
     def critical(self, line: bytes | str) -> None:
-        self._write(line, 50)
+        self.write(line, 50)
 
     exception = error
 
 
 _STATE = _State()
+_time = time.time
 
 def _emitter(stream: Any) -> Callable[[bytes], None]:
     """A function writing one line (bytes) to `stream` and flushing it, chosen once per stream."""
@@ -155,18 +161,16 @@ def _emitter(stream: Any) -> Callable[[bytes], None]:
 
 # --- processors -------------------------------------------------------------------------------
 
-_clock_second = -1
-_clock_prefix = ""
+_clock: list[Any] = [-1, ""]  # the second last formatted, and its text up to the second
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _timestamp(now: float) -> str:
     """ISO-8601 UTC with milliseconds; the part up to the second is formatted once per second."""
-    global _clock_second, _clock_prefix
     second = int(now)
-    if second != _clock_second:
-        _clock_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _clock_second = second
-    return f"{_clock_prefix}.{int((now - second) * 1000):03d}Z"
+    if second != _clock[0]:
+        _clock[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_clock[1]}{_MILLIS[int((now - second) * 1000) % 1000]}"
 
 
 def stamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
@@ -200,16 +204,6 @@ def exception_data(exc: BaseException, limit: int = _EXC_FRAMES_LIMIT) -> dict[s
     if cause is not None and limit > 1:
         data["caused_by"] = exception_data(cause, limit=max(limit // 2, 1))
     return data
-
-
-def format_exception(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
-    """Turn `exc_info` (True, an exception or a sys.exc_info tuple) into structured data."""
-    exc_info = event_dict.pop("exc_info", None)
-    if exc_info:
-        exc = _exception_of(exc_info)
-        if exc is not None:
-            event_dict["exception"] = exception_data(exc)
-    return event_dict
 
 
 def _exception_of(exc_info: Any) -> BaseException | None:
@@ -293,18 +287,70 @@ def _qualified_name(cls: type) -> str:
 class KansokuLogger(BoundLoggerBase):
     """A structlog bound logger with kansoku's levels (TRACE included) and category helpers."""
 
-    def _log(self, method: str, event: str | None, kw: dict[str, Any]) -> Any:
-        # structlog's _proxy_to_logger, inlined: this runs for every line. The first keys are
-        # placed first so that the line reads timestamp, level, logger, event.
-        if _LEVEL_OF_METHOD[method] < _STATE.min_level:
+    _clean: tuple[Any, Any] = (None, None)  # (redactor, this logger's own context redacted by it)
+
+    def _log(self, method: str, event: Any, kw: dict[str, Any], scan: tuple[str, ...] | None = None) -> Any:
+        # structlog's _proxy_to_logger with `stamp` inlined: this runs for every line, so the
+        # common cases are written out here rather than called. The parts are redacted as they
+        # come in (the call's fields here, the bound context once per context, the logger's own
+        # once per logger, the static fields at configuration), so nothing is scanned twice. One
+        # dict display then merges them in C: the first keys fix the order (timestamp, level,
+        # logger, event...), later ones win: call fields > event > logger's own > bound > static.
+        level = _LEVEL_OF_METHOD[method]
+        state = _STATE
+        if level < state.min_level:
             return None
-        event_dict: Any = {"timestamp": "", "level": method, **self._context, "event": event, **kw}
+        now = _time()
+        redactor = state.redactor
+        texts = redactor._text_cache
+        if scan is not None:
+            for key in scan:
+                value = kw[key]
+                kw[key] = texts.get(value) or redactor.redact_text(value)
+        elif kw:
+            redactor(None, method, kw)  # the call's own dict: redacted in place
+        bound = _CONTEXT.get()
+        if bound:
+            last = state.last_context
+            if last[0] is bound and last[1] is redactor:
+                bound = last[2]
+            else:
+                clean = redactor.clean_mapping(bound)
+                state.last_context, bound = (bound, redactor, clean), clean
+        own = self._clean
+        if own[0] is not redactor:
+            own = self._clean = (redactor, redactor.clean_mapping(self._context))
+        if event.__class__ is str:
+            event = texts.get(event) or redactor.redact_text(event)
+        elif event is not None:
+            event = redactor.redact(event)
+        event_dict: Any = {
+            "timestamp": None, "level": method, "logger": None, "event": None,
+            "category": "error" if level >= 40 else "application",
+            **state.static, **bound, **own[1], "event": event, **kw,  # noqa: F601 - first fixes the place
+        }
+        second = int(now)
+        if second != _clock[0]:
+            _clock[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+        event_dict["timestamp"] = _clock[1] + _MILLIS[int((now - second) * 1000) % 1000]
+        event_dict["level"] = method
+        if event_dict["logger"] is None:
+            del event_dict["logger"]
         try:
-            for processor in self._processors:
+            for processor in state.processors:
                 event_dict = processor(self._logger, method, event_dict)
         except structlog.DropEvent:
             return None
-        return getattr(self._logger, method)(event_dict)
+        return state.output.write(event_dict, level)
+
+    def fields(self, method: str, event: str, fields: dict[str, Any], *, scan: tuple[str, ...]) -> Any:
+        """Log `fields` at `method`'s level, redacting only the string fields named in `scan`.
+
+        For kansoku's own per-request lines: the other fields are values kansoku made itself
+        (numbers, the route template, a validated address), so scanning them would find nothing.
+        `fields` is used as is (no copy): the caller gives a fresh dict.
+        """
+        return self._log(method, event, fields, scan)
 
     def trace(self, event: str | None = None, **kw: Any) -> Any:
         """Log at TRACE (below DEBUG)."""
@@ -392,9 +438,29 @@ def get_logger(name: str | None = None, **initial: Any) -> KansokuLogger:
 def build_processors(
     settings: Settings, redactor: Redactor, hooks: Sequence[LogProcessor], *, console: bool, colors: bool
 ) -> list[LogProcessor]:
-    """The processor chain for `settings`, with `hooks` (trace ids, error capture...) in the middle."""
+    """The processor chain for `settings`, with `hooks` (trace ids, error capture...) first.
+
+    Stamping and redaction are not in it: loggers do both while they build the event dict, and
+    the stdlib bridge before it enters the chain. Only the structured exception, made here, is
+    redacted here. Hooks add kansoku's own fields (ids), which need no redaction.
+    """
     renderer = make_console_renderer(colors) if console else render_json
-    return [stamp, *hooks, format_exception, redactor, renderer]
+    return [*hooks, ExceptionFormatter(redactor), renderer]
+
+
+class ExceptionFormatter:
+    """Processor: `exc_info` (True, an exception or a sys.exc_info tuple) to redacted structured data."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        if "exc_info" in event_dict:
+            exc_info = event_dict.pop("exc_info")
+            exc = _exception_of(exc_info) if exc_info else None
+            if exc is not None:
+                event_dict["exception"] = self.redactor.redact(exception_data(exc), 1)
+        return event_dict
 
 
 def configure_logging(
@@ -412,9 +478,10 @@ def configure_logging(
     _STATE.redactor = redactor
     _STATE.min_level = LEVELS[settings.log_level.lower()]
     _STATE.slow_ms = settings.slow_threshold_ms
-    _STATE.static = {"service": service or settings.service, "environment": settings.environment}
+    static = {"service": service or settings.service, "environment": settings.environment}
     if settings.version:
-        _STATE.static["version"] = settings.version
+        static["version"] = settings.version
+    _STATE.static = dict(redactor.clean_mapping(static))
     _STATE.processors[:] = build_processors(settings, redactor, hooks, console=console, colors=console)
     _STATE.output.stream = stream
     old_files, _STATE.output.files = _STATE.output.files, None
@@ -445,12 +512,12 @@ class StdlibBridge(logging.Handler):
             for key, value in record.__dict__.items():
                 if key not in _RECORD_FIELDS and not key.startswith("_"):
                     event_dict[key] = value  # `extra=` fields
+            line: Any = _STATE.redactor(None, method, stamp(None, method, event_dict))
             if record.exc_info and record.exc_info[1] is not None:
-                event_dict["exc_info"] = record.exc_info
-            line: Any = event_dict
+                line["exc_info"] = record.exc_info  # after redaction: the chain formats and redacts it
             for processor in _STATE.processors:
                 line = processor(None, method, line)
-            getattr(_STATE.output, method)(line)
+            _STATE.output.write(line, record.levelno)
         except structlog.DropEvent:
             return
         except Exception:
@@ -554,4 +621,4 @@ def log_database_operation(
     return decorator
 
 
-_STATE.processors[:] = [stamp, format_exception, _STATE.redactor, render_json]
+_STATE.processors[:] = [ExceptionFormatter(_STATE.redactor), render_json]

@@ -229,6 +229,24 @@ class Redactor:
                 event_dict[key] = self.redact(value, 1)
         return event_dict
 
+    def clean_mapping(self, fields: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`fields` itself when nothing in it needs redacting, else a redacted copy (never mutates)."""
+        kinds = self._key_kind
+        for key, value in fields.items():
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self._classify(key)
+            if kind == _SKIP:
+                continue
+            cls = value.__class__
+            if kind == _SCAN and (cls is int or cls is float or cls is bool or value is None):
+                continue
+            if kind == _SCAN and cls is str and self._text_cache.get(value) == value:
+                continue  # seen before, and clean
+            redacted: dict[str, Any] = self(None, "", dict(fields))
+            return redacted
+        return fields
+
     def _classify(self, key: object) -> int:
         kind = _SKIP if key in _OWN_FIELDS else _MASK if self.is_sensitive_key(key) else _SCAN
         if len(self._key_kind) < 10_000 and isinstance(key, str):

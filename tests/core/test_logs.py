@@ -324,3 +324,44 @@ def test_line_writer_drops_and_counts_past_its_bound() -> None:
         writer.write(b"%d\n" % i)
     writer.flush()
     assert written == [b"0\n1\n2\n"] and writer.dropped == 2
+
+
+def test_bound_context_is_redacted_and_never_stale(configure: Callable[..., Lines]) -> None:
+    """Secrets in bound context are masked; a rebound context shows its new values at once."""
+    lines = configure()
+    log = logs.get_logger("a")
+    with context(api_key="k-123", note="first"):
+        log.info("one")
+        log.info("two")
+    with context(api_key="k-456", note="second"):
+        log.info("three")
+    one, two, three = lines()
+    assert one["api_key"] == two["api_key"] == three["api_key"] == "[REDACTED]"
+    assert (one["note"], two["note"], three["note"]) == ("first", "first", "second")
+
+
+def test_logger_bound_fields_are_redacted(configure: Callable[..., Lines]) -> None:
+    """Fields bound on a logger (get_logger(..., **fields), .bind) are redacted like call fields."""
+    lines = configure()
+    logs.get_logger("a", password="p-1").bind(dsn="postgresql://u:pw@h/db", component="c").info("x")
+    (line,) = lines()
+    assert line["password"] == line["dsn"] == "[REDACTED]" and line["component"] == "c"
+
+
+def test_forked_child_does_not_repeat_the_parents_lines() -> None:
+    """A child forked with lines still queued writes only its own, through a flusher of its own."""
+    from kansoku._logfiles import LineWriter
+
+    read, write = os.pipe()
+    writer = LineWriter(lambda data: os.write(write, data), interval=0.01)
+    writer.write(b"parent\n")
+    pid = os.fork()
+    if pid == 0:  # the child: its own line must arrive, written by its own flusher thread
+        writer.write(b"child\n")
+        time.sleep(0.5)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    writer.flush()
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        assert sorted(pipe.read().splitlines()) == [b"child", b"parent"]

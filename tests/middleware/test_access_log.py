@@ -114,3 +114,12 @@ async def test_root_path_is_not_part_of_the_route(runtime: Any, client_for: Any,
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/api/users/bob")).status_code == 200
     assert _access(logged)[0]["route"] == "/users/{user_id}"
+
+
+async def test_secrets_from_the_client_are_redacted(runtime: Any, client_for: Any, logged: list[Any]) -> None:
+    """A token in the path or the user agent never reaches the access line."""
+    async with client_for(KansokuMiddleware(bare_app, runtime=runtime)) as client:
+        await client.get("/reset/token=abc123secret", headers={"User-Agent": "curl Bearer xyz789secret"})
+    (line,) = _access(logged)
+    assert "abc123secret" not in line["path"] and "xyz789secret" not in line["user_agent"]
+    assert line["path"].startswith("/reset/token=") and "[REDACTED]" in line["user_agent"]

@@ -36,6 +36,9 @@ __all__ = ["KansokuMiddleware", "MiddlewareRuntime", "new_request_id", "valid_re
 _MARK: Final = "kansoku.middleware"  # in the scope: an outer KansokuMiddleware already does the work
 _VALID_ID: Final = re.compile(rb"[A-Za-z0-9._:@/+=\-]{1,128}")
 _perf_counter = time.perf_counter
+# The access line's fields that come from the client and are scanned for secrets; the others are
+# kansoku's own: numbers, the route template, the client address (the peer or a validated IP).
+_FROM_CLIENT: Final = ("method", "path", "user_agent")
 
 
 class MiddlewareRuntime(Protocol):
@@ -102,18 +105,11 @@ class KansokuMiddleware:
         self._metrics, self._in_progress = runtime.http_metrics, runtime.http_metrics.in_progress
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch on the scope type."""
-        kind = scope["type"]
-        if kind not in ("http", "lifespan") or _MARK in scope:
-            await self.app(scope, receive, send)
+        """Observe one HTTP request (the hot path, kept in one frame); other scopes go to `_other`."""
+        if scope["type"] != "http" or _MARK in scope:
+            await self._other(scope, receive, send)
             return
         scope[_MARK] = True
-        if kind == "http":
-            await self._http(scope, receive, send)
-        else:
-            await self._lifespan(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = _Request(scope, send)
         wanted_id, header = None, self._id_header
         for name, value in scope["headers"]:
@@ -124,7 +120,7 @@ class KansokuMiddleware:
             elif name == b"user-agent":
                 request.user_agent = value.decode("latin-1")[:256]
         request_id = wanted_id.decode() if wanted_id and _VALID_ID.fullmatch(wanted_id) else self._new_id()
-        request.request_id, request.header = request_id, (header, request_id.encode())
+        request.header = (header, request_id.encode())
         token = _CONTEXT.set({**_CONTEXT.get(), "request_id": request_id})
         app = self._choose(request)
         self._in_progress.track(scope, request.root_path, request.route)
@@ -151,6 +147,14 @@ class KansokuMiddleware:
                 self._finish(request, tracer)
             finally:
                 _CONTEXT.reset(token)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan starts and stops kansoku; websockets and requests already observed pass through."""
+        if scope["type"] != "lifespan" or _MARK in scope:
+            await self.app(scope, receive, send)
+            return
+        scope[_MARK] = True
+        await self._lifespan(scope, receive, send)
 
     def _choose(self, request: _Request) -> ASGIApp:
         """The app for this path: kansoku's own endpoints, its web app under the prefix, or the app."""
@@ -186,11 +190,12 @@ class KansokuMiddleware:
             if quiet is not None and path not in quiet and not path.startswith(self._quiet_prefixes):
                 # Written while the request's span is still current, so the line carries its ids;
                 # request_id comes from the bound context, like on every other line of the request.
-                self._access.info(
-                    "request", method=scope["method"], route=route, path=path, status=status,
-                    duration_ms=round(duration * 1000, 3), response_size=request.response_size,
-                    client=self.client(scope), user_agent=request.user_agent,
-                    **({"event_id": request.event_id} if request.event_id else {}))
+                fields = {"method": scope["method"], "route": route, "path": path, "status": status,
+                          "duration_ms": round(duration * 1e6) / 1000, "response_size": request.response_size,
+                          "client": self.client(scope), "user_agent": request.user_agent}
+                if request.event_id:
+                    fields["event_id"] = request.event_id
+                self._access.fields("info", "request", fields, scan=_FROM_CLIENT)
             if handle is not None:
                 tracer.finish(handle, status, None if route == UNMATCHED else route, request.error)
         except Exception as exc:
@@ -261,7 +266,7 @@ class KansokuMiddleware:
 class _Request:
     """One request's state, and the `send` that watches the response."""
 
-    __slots__ = ("client_send", "error", "event_id", "handle", "header", "request_id", "request_size",
+    __slots__ = ("client_send", "error", "event_id", "handle", "header", "request_size",
                  "response_size", "root_path", "route", "scope", "started", "started_at", "status",
                  "user_agent")
 
@@ -271,7 +276,7 @@ class _Request:
         self.status = self.request_size = self.response_size = 0
         self.started = False
         self.route: str | None = None
-        self.request_id = self.user_agent = ""
+        self.user_agent = ""
         self.header = (b"", b"")
         self.handle: Any = None
         self.error: BaseException | None = None
