@@ -49,8 +49,8 @@ def with_kansoku(app: FastAPI, *, access_log: bool = True) -> FastAPI:
         def __init__(self) -> None:
             self.settings = load_settings(log_format="json", stdlib_logging=False, access_log=access_log)
             self.registry = CollectorRegistry()
-            self.http_metrics = HttpMetrics(self.registry, self.settings)
             self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
+            self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
             self.readiness = Readiness()
             self.request_tracer = None
             self.web_app = None

@@ -105,3 +105,24 @@ def test_postgres_flush(postgres_url: str) -> None:
             20, 3, 1, {"0.1": 2, "+Inf": 3})
     finally:
         engine.dispose()
+
+
+def test_http_metrics_count_the_statistics_they_are_given() -> None:
+    """HttpMetrics.observe with stats of the same buckets counts both; other buckets are left alone."""
+    from prometheus_client import CollectorRegistry
+
+    from kansoku.metrics import HttpMetrics
+    from kansoku.settings import load_settings
+
+    settings = load_settings(latency_buckets=(0.1, 0.5))
+    shared = RequestStats("shop", (0.5, 0.1), clock=Clock(600.0))
+    metrics = HttpMetrics(CollectorRegistry(), settings, stats=shared)
+    metrics.observe("GET", "/a", 200, 0.05, 0, 0)
+    metrics.observe("GET", "/a", 503, 0.3, 0, 0)
+    assert metrics.stats is shared and shared.pending() == {
+        10: {"requests": 2, "errors_4xx": 0, "errors_5xx": 1, "duration_sum": pytest.approx(0.35),
+             "buckets": {"0.1": 1, "0.5": 2, "+Inf": 2}}}
+    other = RequestStats("shop", (1.0,), clock=Clock(600.0))
+    unshared = HttpMetrics(CollectorRegistry(), settings, stats=other)
+    unshared.observe("GET", "/a", 200, 0.05, 0, 0)
+    assert unshared.stats is None and other.pending() == {}

@@ -36,8 +36,8 @@ class LightRuntime:
     def __init__(self, **overrides: Any) -> None:
         self.settings = load_settings(**overrides)
         self.registry = CollectorRegistry()
-        self.http_metrics = HttpMetrics(self.registry, self.settings)
         self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
+        self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
         self.readiness = Readiness()
         self.request_tracer: Any = None
         self.web_app: Any = None

@@ -23,8 +23,8 @@ class ServedRuntime:
     def __init__(self) -> None:
         self.settings = load_settings()
         self.registry = make_registry(self.settings)
-        self.http_metrics = HttpMetrics(self.registry, self.settings)
         self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
+        self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
         self.readiness = Readiness()
         self.request_tracer = None
         self.web_app = None

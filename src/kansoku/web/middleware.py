@@ -103,6 +103,9 @@ class KansokuMiddleware:
         }
         self._access, self._log = get_logger("kansoku.access"), get_logger("kansoku.middleware")
         self._metrics, self._in_progress = runtime.http_metrics, runtime.http_metrics.in_progress
+        # The per-minute statistics, unless the metrics count them already (the runtime wires that).
+        stats = runtime.request_stats
+        self._stats = None if stats is None or getattr(self._metrics, "stats", None) is stats else stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Observe one HTTP request (the hot path, kept in one frame); other scopes go to `_other`."""
@@ -174,7 +177,7 @@ class KansokuMiddleware:
     def _finish(self, request: _Request, tracer: Any) -> None:
         """Metrics, request statistics, the span and the access-log line of one request."""
         try:
-            scope, stats = request.scope, self.runtime.request_stats
+            scope, stats = request.scope, self._stats
             duration = _perf_counter() - request.started_at
             self._in_progress.untrack(scope)
             route = request.route or route_template(scope, request.root_path)
