@@ -71,6 +71,8 @@ class _State:
         # The last bound context seen, with the redactor and its redacted view: contexts are
         # copied on write, so one identity check finds a request's context again.
         self.last_context: tuple[Any, Any, Any] = (None, None, None)
+        # The chain when it is exactly [exception formatter, JSON]: loggers then skip the calls.
+        self.plain_chain: list[LogProcessor] | None = None
 
 
 _STDOUT = LineWriter(lambda data: _emitter(sys.stdout)(data))
@@ -88,6 +90,8 @@ class _Output:
     def __init__(self, stream: Any = None) -> None:
         self.files: FileSinks | None = None
         self.stream = stream
+        # JSON lines to stdout and no files (set by configure_logging): loggers queue lines directly.
+        self.direct = False
 
     @property
     def stream(self) -> Any:
@@ -100,6 +104,7 @@ class _Output:
         # stdout, the production case, is written by a flusher thread: no I/O on the request path.
         self._stream = stream
         self._emit = _emitter(stream) if stream is not None else _STDOUT.write
+        self.direct = False
 
     def write(self, line: bytes | str, level: int) -> None:
         """Write one rendered line (JSON bytes or console text) at `level` (a number)."""
@@ -336,12 +341,21 @@ class KansokuLogger(BoundLoggerBase):
         event_dict["level"] = method
         if event_dict["logger"] is None:
             del event_dict["logger"]
-        try:
-            for processor in state.processors:
-                event_dict = processor(self._logger, method, event_dict)
-        except structlog.DropEvent:
-            return None
-        return state.output.write(event_dict, level)
+        processors = state.processors
+        if processors == state.plain_chain and "exc_info" not in event_dict:
+            # The default chain with nothing for its exception step to do: render straight away.
+            line: Any = orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        else:
+            try:
+                for processor in processors:
+                    event_dict = processor(self._logger, method, event_dict)
+            except structlog.DropEvent:
+                return None
+            line = event_dict
+        output = state.output
+        if output.direct:  # stdout and no files: queue the line for the flusher, without a call more
+            return _STDOUT.write(line + b"\n")
+        return output.write(line, level)
 
     def fields(self, method: str, event: str, fields: dict[str, Any], *, scan: tuple[str, ...]) -> Any:
         """Log `fields` at `method`'s level, redacting only the string fields named in `scan`.
@@ -489,6 +503,9 @@ def configure_logging(
         old_files.close()
     if settings.log_dir is not None:
         _STATE.output.files = FileSinks.open(settings)
+    plain = not hooks and not console
+    _STATE.plain_chain = list(_STATE.processors) if plain else None
+    _STATE.output.direct = plain and stream is None and _STATE.output.files is None
     if settings.stdlib_logging:
         bridge_stdlib(_STATE.min_level, access_log=settings.access_log)
 
@@ -622,3 +639,5 @@ def log_database_operation(
 
 
 _STATE.processors[:] = [ExceptionFormatter(_STATE.redactor), render_json]
+_STATE.plain_chain = list(_STATE.processors)
+_STATE.output.direct = True

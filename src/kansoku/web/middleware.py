@@ -193,9 +193,11 @@ class KansokuMiddleware:
             if quiet is not None and path not in quiet and not path.startswith(self._quiet_prefixes):
                 # Written while the request's span is still current, so the line carries its ids;
                 # request_id comes from the bound context, like on every other line of the request.
+                peer = scope.get("client")
                 fields = {"method": scope["method"], "route": route, "path": path, "status": status,
                           "duration_ms": round(duration * 1e6) / 1000, "response_size": request.response_size,
-                          "client": self.client(scope), "user_agent": request.user_agent}
+                          "client": self.client(scope) if self._proxies else str(peer[0]) if peer else "",
+                          "user_agent": request.user_agent}
                 if request.event_id:
                     fields["event_id"] = request.event_id
                 self._access.fields("info", "request", fields, scan=_FROM_CLIENT)
