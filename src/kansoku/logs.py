@@ -4,9 +4,9 @@ The pipeline is a list of plain processors, shared by every logger that `get_log
 the bridge that carries the standard library's `logging` records (uvicorn, SQLAlchemy, httpx...)
 through the same steps:
 
-    stamp (level, time, service, context; done by the logger while it builds the event dict)
+    stamp and redact (level, time, service, context; done while the event dict is built)
     -> hooks (trace ids, breadcrumbs, error capture)
-    -> exception to data -> redaction -> render (one JSON object per line, or console)
+    -> exception to redacted data -> render (one JSON object per line, or console)
 
 `configure_logging(settings)` swaps the steps in place, so loggers created at import time, before
 `instrument()`, follow the configuration made later.
@@ -71,8 +71,7 @@ class _State:
         # The last bound context seen, with the redactor and its redacted view: contexts are
         # copied on write, so one identity check finds a request's context again.
         self.last_context: tuple[Any, Any, Any] = (None, None, None)
-        # The chain when it is exactly [exception formatter, JSON]: loggers then skip the calls.
-        self.plain_chain: list[LogProcessor] | None = None
+        self.hooks: list[LogProcessor] = []  # run first (trace ids, breadcrumbs, error capture)
 
 
 _STDOUT = LineWriter(lambda data: _emitter(sys.stdout)(data))
@@ -294,7 +293,8 @@ class KansokuLogger(BoundLoggerBase):
 
     _clean: tuple[Any, Any] = (None, None)  # (redactor, this logger's own context redacted by it)
 
-    def _log(self, method: str, event: Any, kw: dict[str, Any], scan: tuple[str, ...] | None = None) -> Any:
+    def _log(self, method: str, event: Any, kw: dict[str, Any], scan: tuple[str, ...] | None = None,
+             hooks: bool = True) -> Any:
         # structlog's _proxy_to_logger with `stamp` inlined: this runs for every line, so the
         # common cases are written out here rather than called. The parts are redacted as they
         # come in (the call's fields here, the bound context once per context, the logger's own
@@ -342,29 +342,35 @@ class KansokuLogger(BoundLoggerBase):
         if event_dict["logger"] is None:
             del event_dict["logger"]
         processors = state.processors
-        if processors == state.plain_chain and "exc_info" not in event_dict:
-            # The default chain with nothing for its exception step to do: render straight away.
-            line: Any = orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
-        else:
-            try:
+        try:
+            if hooks:
+                for hook in state.hooks:
+                    event_dict = hook(self._logger, method, event_dict)
+            if processors[-1] is render_json and "exc_info" not in event_dict:
+                # Nothing for the exception step to do: render straight away.
+                line: Any = orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+            else:
                 for processor in processors:
                     event_dict = processor(self._logger, method, event_dict)
-            except structlog.DropEvent:
-                return None
-            line = event_dict
+                line = event_dict
+        except structlog.DropEvent:
+            return None
         output = state.output
         if output.direct:  # stdout and no files: queue the line for the flusher, without a call more
             return _STDOUT.write(line + b"\n")
         return output.write(line, level)
 
-    def fields(self, method: str, event: str, fields: dict[str, Any], *, scan: tuple[str, ...]) -> Any:
+    def fields(self, method: str, event: str, fields: dict[str, Any], *, scan: tuple[str, ...],
+               hooks: bool = True) -> Any:
         """Log `fields` at `method`'s level, redacting only the string fields named in `scan`.
 
         For kansoku's own per-request lines: the other fields are values kansoku made itself
         (numbers, the route template, a validated address), so scanning them would find nothing.
-        `fields` is used as is (no copy): the caller gives a fresh dict.
+        `hooks=False` skips the configured hooks (trace ids, breadcrumbs, error capture): for a
+        line that carries its ids itself and is neither a breadcrumb nor an error. `fields` is
+        used as is (no copy): the caller gives a fresh dict.
         """
-        return self._log(method, event, fields, scan)
+        return self._log(method, event, fields, scan, hooks)
 
     def trace(self, event: str | None = None, **kw: Any) -> Any:
         """Log at TRACE (below DEBUG)."""
@@ -449,17 +455,16 @@ def get_logger(name: str | None = None, **initial: Any) -> KansokuLogger:
 # --- configuration --------------------------------------------------------------------------------
 
 
-def build_processors(
-    settings: Settings, redactor: Redactor, hooks: Sequence[LogProcessor], *, console: bool, colors: bool
-) -> list[LogProcessor]:
-    """The processor chain for `settings`, with `hooks` (trace ids, error capture...) first.
+def build_processors(settings: Settings, redactor: Redactor, *, console: bool, colors: bool) -> list[LogProcessor]:
+    """The processors every record goes through after the hooks: the exception, then the renderer.
 
     Stamping and redaction are not in it: loggers do both while they build the event dict, and
-    the stdlib bridge before it enters the chain. Only the structured exception, made here, is
-    redacted here. Hooks add kansoku's own fields (ids), which need no redaction.
+    the stdlib bridge before the record enters the chain. Only the structured exception, made
+    here, is redacted here. Hooks (configure_logging's) add kansoku's own fields (ids), which need
+    no redaction.
     """
     renderer = make_console_renderer(colors) if console else render_json
-    return [*hooks, ExceptionFormatter(redactor), renderer]
+    return [ExceptionFormatter(redactor), renderer]
 
 
 class ExceptionFormatter:
@@ -496,16 +501,15 @@ def configure_logging(
     if settings.version:
         static["version"] = settings.version
     _STATE.static = dict(redactor.clean_mapping(static))
-    _STATE.processors[:] = build_processors(settings, redactor, hooks, console=console, colors=console)
+    _STATE.hooks[:] = hooks
+    _STATE.processors[:] = build_processors(settings, redactor, console=console, colors=console)
     _STATE.output.stream = stream
     old_files, _STATE.output.files = _STATE.output.files, None
     if old_files is not None:
         old_files.close()
     if settings.log_dir is not None:
         _STATE.output.files = FileSinks.open(settings)
-    plain = not hooks and not console
-    _STATE.plain_chain = list(_STATE.processors) if plain else None
-    _STATE.output.direct = plain and stream is None and _STATE.output.files is None
+    _STATE.output.direct = not console and stream is None and _STATE.output.files is None
     if settings.stdlib_logging:
         bridge_stdlib(_STATE.min_level, access_log=settings.access_log)
 
@@ -532,7 +536,7 @@ class StdlibBridge(logging.Handler):
             line: Any = _STATE.redactor(None, method, stamp(None, method, event_dict))
             if record.exc_info and record.exc_info[1] is not None:
                 line["exc_info"] = record.exc_info  # after redaction: the chain formats and redacts it
-            for processor in _STATE.processors:
+            for processor in (*_STATE.hooks, *_STATE.processors):
                 line = processor(None, method, line)
             _STATE.output.write(line, record.levelno)
         except structlog.DropEvent:
@@ -639,5 +643,4 @@ def log_database_operation(
 
 
 _STATE.processors[:] = [ExceptionFormatter(_STATE.redactor), render_json]
-_STATE.plain_chain = list(_STATE.processors)
 _STATE.output.direct = True

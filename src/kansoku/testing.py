@@ -29,13 +29,13 @@ def capture_logs() -> Iterator[list[EventDict]]:
         captured.append(dict(event_dict))
         raise structlog.DropEvent
 
-    processors = logs._STATE.processors
-    saved = list(processors)
+    processors, hooks = logs._STATE.processors, logs._STATE.hooks
+    saved, saved_hooks = list(processors), list(hooks)
     processors[:] = [*saved[:-1], collect]  # everything but the renderer
     try:
         yield captured
     finally:
-        processors[:] = saved
+        processors[:], hooks[:] = saved, saved_hooks
 
 
 @contextmanager

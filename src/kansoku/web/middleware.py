@@ -191,7 +191,6 @@ class KansokuMiddleware:
             path = scope["path"]
             quiet = self._quiet
             if quiet is not None and path not in quiet and not path.startswith(self._quiet_prefixes):
-                # Written while the request's span is still current, so the line carries its ids;
                 # request_id comes from the bound context, like on every other line of the request.
                 peer = scope.get("client")
                 fields = {"method": scope["method"], "route": route, "path": path, "status": status,
@@ -200,7 +199,10 @@ class KansokuMiddleware:
                           "user_agent": request.user_agent}
                 if request.event_id:
                     fields["event_id"] = request.event_id
-                self._access.fields("info", "request", fields, scan=_FROM_CLIENT)
+                if handle is not None:
+                    fields["trace_id"], fields["span_id"] = trace_id, handle.span_id
+                # Not a breadcrumb nor an error, and its ids are in: the log hooks have nothing to do.
+                self._access.fields("info", "request", fields, scan=_FROM_CLIENT, hooks=False)
             if handle is not None:
                 tracer.finish(handle, status, None if route == UNMATCHED else route, request.error)
         except Exception as exc:
