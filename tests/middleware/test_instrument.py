@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 import kansoku
 from kansoku import _runtime
+from kansoku.store.tables import spans
 from kansoku.testing import capture_logs, isolated_runtime
 from kansoku.web.middleware import KansokuMiddleware
 
@@ -66,3 +68,17 @@ async def test_middleware_alone_sets_up_the_runtime(tmp_path: Path) -> None:
             assert (await client.get("/kansoku/api/errors")).status_code == 404  # dashboard off
     finally:
         _runtime.shutdown(5.0)
+
+
+
+async def test_access_line_carries_the_ids_of_the_request_span(real_runtime: Any) -> None:
+    """Under instrument() the access line names the request's server span, as stored."""
+    app = kansoku.instrument(fastapi_app())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as client:
+        with capture_logs() as records:
+            await client.get("/items/3")
+    (access,) = [r for r in records if r.get("logger") == "kansoku.access"]
+    assert real_runtime.tracer_provider.force_flush(5000)
+    with real_runtime.engine.connect() as conn:
+        stored = conn.execute(select(spans.c.trace_id, spans.c.span_id, spans.c.name)).all()
+    assert (access["trace_id"], access["span_id"], "GET /items/{item_id}") in [tuple(row) for row in stored]
