@@ -69,8 +69,8 @@ class Runtime:
             propagate_to_threads()
         self.registry: CollectorRegistry = make_registry(settings)
         self.readiness = Readiness()
-        self.http_metrics = HttpMetrics(self.registry, settings)
         self.request_stats = RequestStats(self.service, settings.latency_buckets)
+        self.http_metrics = HttpMetrics(self.registry, settings, stats=self.request_stats)
         self.store = _open_store(settings, self.readiness)
         self.engine = self.store.engine if self.store is not None else None
         self.debugger = Debugger(settings)
@@ -80,7 +80,8 @@ class Runtime:
         self.tracer_provider = None
         self.request_tracer = None
         if settings.trace_level != "DISABLED":
-            self.tracer_provider = tracing.configure_tracing(settings, self.engine, self.service, set_global=True)
+            self.tracer_provider = tracing.configure_tracing(settings, self.engine, self.service, set_global=True,
+                                                            registry=self.registry)
             self.request_tracer = tracing.RequestTracer(self.tracer_provider, settings)
         # No capture hook for `traced`: its snapshot rides on the exception (debug.snapshot_of) and
         # joins the event when the middleware or track_errors captures it, with the request info.

@@ -8,43 +8,93 @@ resource, the batch processor and the exporters; spans made by other instrumenta
 SQLAlchemy...) are ordinary SDK spans and parent to these as usual. Spans the sampler drops are a
 `SpanContext` made current for propagation and nothing more.
 
+Shortcuts keep a span to a few microseconds, each exactly equivalent to the long way: kansoku's
+own sampler (`ParentBased(TraceIdRatioBased(rate))` with the default delegates) and the SDK's
+random ids are applied inline (any other sampler or id generator is called as usual); the context
+is read and set through the SDK's context variable when the runtime context is the default one;
+and a processor that subclasses `LightSpanProcessor` (the local store's) receives the `LightSpan`
+itself, so a span it does not keep never becomes a `ReadableSpan`.
+
 Processors see these spans only at their end (`on_end`); `on_start` is not called for them.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import Token
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace.propagation import _SPAN_KEY  # the context key of the current span
 from opentelemetry.util import types
 
 from kansoku import __version__
 from kansoku._snapshot import safe_str
 from kansoku.redact import Redactor
-from kansoku.settings import Settings
-from kansoku.typing import Scope
 
-__all__ = ["LightSpan", "LightTracer", "RequestTracer", "record_error"]
+__all__ = ["LightSpan", "LightSpanProcessor", "LightTracer", "current_context", "record_error", "restore",
+           "use_span"]
 
 MAX_ATTRIBUTES: Final = 128
 MAX_EVENTS: Final = 128
 MAX_STACK_FRAMES: Final = 50
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
-_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-                             "QUERY"})
 _UNSET: Final = Status(StatusCode.UNSET)
 _PRIMITIVES: Final = (str, bool, int, float)
+_NO_STATE: Final = TraceState()
+_ID_LIMIT: Final = TraceIdRatioBased.TRACE_ID_LIMIT
+_DEFAULT_DELEGATES: Final = (
+    ("_remote_parent_sampled", ALWAYS_ON), ("_remote_parent_not_sampled", ALWAYS_OFF),
+    ("_local_parent_sampled", ALWAYS_ON), ("_local_parent_not_sampled", ALWAYS_OFF),
+)
+
+# The current OpenTelemetry context without the API's two layers of calls: with the default
+# runtime context (one ContextVar, unless OTEL_PYTHON_CONTEXT names another) the variable itself.
+_RUNTIME = otel_context._RUNTIME_CONTEXT
+if type(_RUNTIME) is ContextVarsRuntimeContext:
+    current_context: Callable[[], Context] = _RUNTIME._current_context.get
+    _attach: Callable[[Context], Token[Context]] = _RUNTIME._current_context.set
+    _detach: Callable[[Token[Context]], None] = _RUNTIME._current_context.reset
+else:  # pragma: no cover - another runtime context
+    current_context, _attach, _detach = otel_context.get_current, otel_context.attach, _RUNTIME.detach
+
+
+def use_span(span: trace.Span, context: Context) -> object:
+    """Make `span` current in a copy of `context`; returns the token for `restore`."""
+    return _attach(Context({**context, _SPAN_KEY: span}))
+
+
+def restore(token: object) -> None:
+    """Undo `use_span` (as `opentelemetry.context.detach`, which logs a token from another context)."""
+    try:
+        _detach(token)  # type: ignore[arg-type]
+    except Exception:
+        otel_context.detach(token)  # type: ignore[arg-type]
 
 
 def _clean(value: Any) -> Any:
@@ -75,6 +125,18 @@ def record_error(span: trace.Span, exc: BaseException, redactor: Redactor, *, se
 class LightSpan(trace.Span):
     """A span whose attributes live in a dict until it ends; also the handle of `RequestTracer`."""
 
+    # Defaults on the class: fewer assignments per span (instances set them when they change).
+    _status: Status = _UNSET
+    _end: int | None = None
+    _trace_id: str | None = None
+    _span_id: str | None = None
+    _events: tuple[Event, ...] | list[Event] = ()  # a list from the first event on
+    # Set by RequestTracer, made into attributes only when the span is handed on (`readable()`):
+    # (function making the request's attributes, its arguments...), and (status, route).
+    _request: tuple[Any, ...] | None = None
+    _response: tuple[int, str | None] | None = None
+    token: object = None  # RequestTracer's context token
+
     def __init__(
         self,
         tracer: LightTracer,
@@ -83,6 +145,7 @@ class LightSpan(trace.Span):
         context: SpanContext,
         parent: SpanContext | None,
         attributes: dict[str, Any] | None,
+        sampled: bool,
     ) -> None:
         self._tracer = tracer
         self._name = name
@@ -90,12 +153,8 @@ class LightSpan(trace.Span):
         self._context = context
         self._parent = parent
         self._attributes = attributes  # None: not recording
-        self._events: list[Event] = []
-        self._status = _UNSET
         self._start = time.time_ns()
-        self._end: int | None = None
-        self._trace_id: str | None = None
-        self.token: object = None
+        self.sampled = sampled  # the sampled flag: exported (recording spans need not be, in general)
 
     @property
     def trace_id(self) -> str:
@@ -107,12 +166,9 @@ class LightSpan(trace.Span):
     @property
     def span_id(self) -> str:
         """The span id as 16 hex digits."""
-        return format(self._context.span_id, "016x")
-
-    @property
-    def sampled(self) -> bool:
-        """Whether the sampler kept this span."""
-        return self._attributes is not None
+        if self._span_id is None:
+            self._span_id = format(self._context.span_id, "016x")
+        return self._span_id
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -135,6 +191,8 @@ class LightSpan(trace.Span):
     ) -> None:
         if self.is_recording() and len(self._events) < MAX_EVENTS:
             cleaned = {k: _clean(v) for k, v in (attributes or {}).items() if v is not None}
+            if not isinstance(self._events, list):
+                self._events = []
             self._events.append(Event(name, cleaned, timestamp or time.time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
@@ -166,19 +224,44 @@ class LightSpan(trace.Span):
             return
         self._end = end_time or time.time_ns()
         if self._attributes is not None:
-            self._tracer.export(ReadableSpan(
-                name=self._name,
-                context=self._context,
-                parent=self._parent,
-                resource=self._tracer.resource,
-                attributes=self._attributes,
-                events=self._events,
-                kind=self._kind,
-                status=self._status,
-                start_time=self._start,
-                end_time=self._end,
-                instrumentation_scope=self._tracer.scope,
-            ))
+            self._tracer.export(self)
+
+    def readable(self) -> ReadableSpan:
+        """The finished span as the SDK's `ReadableSpan`, for processors and exporters."""
+        name, attributes = self._name, self._attributes or {}
+        if self._request is not None:  # a server span: its request's attributes first, as if set at start
+            make, *arguments = self._request
+            attributes = {**make(*arguments), **attributes}
+        if self._response is not None:
+            status, route = self._response
+            if status:
+                attributes["http.response.status_code"] = status
+            if route:
+                attributes["http.route"] = route
+                name = f"{name} {route}"
+        return ReadableSpan(
+            name=name,
+            context=self._context,
+            parent=self._parent,
+            resource=self._tracer.resource,
+            attributes=attributes,
+            events=self._events,
+            kind=self._kind,
+            status=self._status,
+            start_time=self._start,
+            end_time=self._end,
+            instrumentation_scope=self._tracer.scope,
+        )
+
+
+class LightSpanProcessor(SpanProcessor):
+    """A span processor that takes a finished `LightSpan` as it is (`on_end_light`), so that it can
+    decide whether the span is worth a `ReadableSpan` at all; SDK spans still come to `on_end`."""
+
+    def on_end_light(self, span: LightSpan) -> None:
+        """A recording `LightSpan` ended (by default: `on_end(span.readable())` if it is sampled)."""
+        if span.sampled:
+            self.on_end(span.readable())
 
 
 class LightTracer:
@@ -187,12 +270,17 @@ class LightTracer:
     def __init__(self, provider: TracerProvider, name: str, *, redactor: Redactor | None = None) -> None:
         tracer = provider.get_tracer(name, __version__)
         # Absent when the SDK is disabled (OTEL_SDK_DISABLED): then `enabled` is false.
-        self._processor = getattr(tracer, "span_processor", None)
+        self._processor: SpanProcessor | None = getattr(tracer, "span_processor", None)
         self._sampler = provider.sampler
+        self._bound = _ratio_bound(provider.sampler)
         self._ids = provider.id_generator
+        self._random_ids = type(provider.id_generator) is RandomIdGenerator
         self.resource = provider.resource
         self.scope = InstrumentationScope(name, __version__)
         self.redactor = redactor or Redactor()
+        self._seen: object = None  # the provider's processors when `_sinks` was made
+        self._sinks: tuple[tuple[Any, SpanProcessor], ...] = ()
+        self._only: Callable[[LightSpan], None] | None = None  # the one processor, when it takes LightSpans
 
     @property
     def enabled(self) -> bool:
@@ -201,135 +289,74 @@ class LightTracer:
 
     def start_span(self, name: str, kind: SpanKind, parent_context: Context | None = None) -> LightSpan:
         """A new span, child of the span in `parent_context` (default: the current one); not made current."""
-        parent: SpanContext | None = trace.get_current_span(parent_context).get_span_context()
-        if parent is not None and parent.is_valid:
+        context = current_context() if parent_context is None else parent_context
+        parent: SpanContext | None = None
+        if context.get(_SPAN_KEY) is not None:
+            parent = trace.get_current_span(context).get_span_context()
+            if not parent.is_valid:
+                parent = None
+        if parent is not None:
             trace_id = parent.trace_id
         else:
-            parent, trace_id = None, self._ids.generate_trace_id()
-        result = self._sampler.should_sample(parent_context, trace_id, name, kind)
-        span_context = SpanContext(
-            trace_id, self._ids.generate_span_id(), is_remote=False,
-            trace_flags=_SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else _NOT_SAMPLED,
-            trace_state=result.trace_state,
-        )
+            trace_id = (self._random_ids and random.getrandbits(128)) or self._ids.generate_trace_id()
+        span_id = (self._random_ids and random.getrandbits(64)) or self._ids.generate_span_id()
+        bound = self._bound
+        if bound is not None:  # kansoku's sampler, decided inline exactly as the SDK would
+            if parent is None:
+                sampled, state = trace_id & _ID_LIMIT < bound, _NO_STATE
+            else:
+                sampled, state = parent.trace_flags.sampled, parent.trace_state
+            flags = _SAMPLED if sampled else _NOT_SAMPLED
+            if _TUPLE_LAYOUT:  # the SDK's constructor only adds `is_valid` (true here) to the tuple
+                span_context = tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
+            else:  # pragma: no cover - another SDK layout
+                span_context = SpanContext(trace_id, span_id, False, flags, state)
+            return LightSpan(self, name, kind, span_context, parent, {} if sampled else None, sampled)
+        result = self._sampler.should_sample(context, trace_id, name, kind)
+        sampled = result.decision is Decision.RECORD_AND_SAMPLE
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
+        span_context = SpanContext(trace_id, span_id, False, flags, result.trace_state)
         attributes = None
         if result.decision is not Decision.DROP:
             attributes = dict(result.attributes) if result.attributes else {}
-        return LightSpan(self, name, kind, span_context, parent, attributes)
+        return LightSpan(self, name, kind, span_context, parent, attributes, sampled)
 
-    def export(self, span: ReadableSpan) -> None:
-        """Hand a finished span to the provider's processors."""
-        if self._processor is not None:
-            self._processor.on_end(span)
-
-
-class RequestTracer:
-    """Starts and finishes the server span of each request (used by kansoku's middleware).
-
-    `start(scope)` continues the W3C `traceparent`/`tracestate` of the request, asks the
-    provider's sampler, and makes the span current; `finish(...)` adds the route, the status and
-    the error, ends the span and restores the context. Both run in the request's task.
-    """
-
-    def __init__(
-        self, provider: TracerProvider, settings: Settings | None = None, *, redactor: Redactor | None = None
-    ) -> None:
-        if redactor is None and settings is not None:
-            redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
-                                max_string=settings.max_string_length)
-        self._tracer = LightTracer(provider, "kansoku", redactor=redactor)
-        self.redactor = self._tracer.redactor
-        self._propagator = TraceContextTextMapPropagator()
-
-    def start(self, scope: Scope) -> LightSpan | None:
-        """Start the request's span and make it current; None when tracing is off."""
-        if self._tracer._processor is None:  # the SDK is disabled
-            return None
-        traceparent = tracestate = host = agent = None
-        for key, value in scope.get("headers") or ():
-            if key == b"traceparent":
-                traceparent = value
-            elif key == b"tracestate":
-                tracestate = value
-            elif key == b"host":
-                host = value
-            elif key == b"user-agent":
-                agent = value
-        if traceparent is not None:
-            carrier = {"traceparent": traceparent.decode("latin-1")}
-            if tracestate is not None:
-                carrier["tracestate"] = tracestate.decode("latin-1")
-            parent_context = self._propagator.extract(carrier)
-        else:
-            parent_context = otel_context.get_current()
-        method = str(scope.get("method", "GET"))
-        span = self._tracer.start_span(method if method in _METHODS else "HTTP", SpanKind.SERVER, parent_context)
-        if span._attributes is not None:
-            span._attributes.update(_request_attributes(scope, method, host, agent))
-        span.token = otel_context.attach(trace.set_span_in_context(span, parent_context))
-        return span
-
-    def finish(
-        self, handle: LightSpan | None, status: int, route: str | None, exc: BaseException | None
-    ) -> None:
-        """Record the route, status and error of the request, end its span, restore the context."""
-        if handle is None:
+    def export(self, span: LightSpan) -> None:
+        """Hand a finished span to the provider's processors (a `ReadableSpan` made once, if needed)."""
+        processor = self._processor
+        if processor is None:
             return
-        try:
-            if handle.is_recording():
-                self._complete(handle, status, route, exc)
-            handle.end()
-        finally:
-            otel_context.detach(handle.token)  # type: ignore[arg-type]
-
-    def _complete(self, span: LightSpan, status: int, route: str | None, exc: BaseException | None) -> None:
-        attributes = span._attributes
-        assert attributes is not None
-        if status:
-            attributes["http.response.status_code"] = status
-        if route:
-            attributes["http.route"] = route
-            span._name = f"{span._name} {route}"
-        if isinstance(exc, Exception):
-            record_error(span, exc, self.redactor)
-        elif status >= 500:
-            attributes["error.type"] = str(status)
-            span.set_status(Status(StatusCode.ERROR))
-
-
-def _request_attributes(scope: Scope, method: str, host: bytes | None, agent: bytes | None) -> dict[str, Any]:
-    """The HTTP server semantic conventions known when the request starts."""
-    attributes: dict[str, Any] = {
-        "http.request.method": method if method in _METHODS else "_OTHER",
-        "url.path": scope.get("path", ""),
-        "url.scheme": scope.get("scheme", "http"),
-        "network.protocol.version": scope.get("http_version", "1.1"),
-    }
-    if method not in _METHODS:
-        attributes["http.request.method_original"] = method
-    client = scope.get("client")
-    if client:
-        attributes["client.address"] = client[0]
-    if host is not None:
-        address, port = _split_host(host.decode("latin-1"))
-        attributes["server.address"] = address
-        if port is not None:
-            attributes["server.port"] = port
-    elif scope.get("server"):
-        attributes["server.address"], attributes["server.port"] = scope["server"][0], scope["server"][1]
-    if agent is not None:
-        attributes["user_agent.original"] = agent.decode("latin-1")
-    return attributes
+        if type(processor) is not SynchronousMultiSpanProcessor:  # e.g. the concurrent one: its own way
+            processor.on_end(span.readable())
+            return
+        processors = processor._span_processors
+        if processors is not self._seen:  # a new tuple whenever a processor is added
+            self._sinks = tuple((getattr(p, "on_end_light", None), p) for p in processors)
+            self._seen = processors
+            self._only = self._sinks[0][0] if len(self._sinks) == 1 else None
+        if self._only is not None:  # the usual case: the local store alone
+            self._only(span)
+            return
+        readable = None
+        for light, sink in self._sinks:
+            if light is not None:
+                light(span)
+            else:
+                if readable is None:
+                    readable = span.readable()
+                sink.on_end(readable)
 
 
-def _split_host(value: str) -> tuple[str, int | None]:
-    """A Host header's address and port: `example.com:8080`, `[::1]:8080`, `example.com`."""
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return value, None
-        address, rest = value[1:end], value[end + 1:]
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        address, _, port = value.partition(":")
-    return address, int(port) if port.isdigit() else None
+def _ratio_bound(sampler: Sampler) -> int | None:
+    """The ratio sampler's bound when `sampler` is exactly kansoku's default, else None."""
+    root = getattr(sampler, "_root", None)
+    if type(sampler) is not ParentBased or type(root) is not TraceIdRatioBased:
+        return None
+    if any(getattr(sampler, name, None) is not default for name, default in _DEFAULT_DELEGATES):
+        return None
+    return root.bound
+
+
+# SpanContext is a tuple whose constructor checks the ids and appends `is_valid`: checked once here.
+_TUPLE_LAYOUT: Final = tuple(SpanContext(1, 2, False, _SAMPLED, _NO_STATE)) == (1, 2, False, _SAMPLED,
+                                                                                 _NO_STATE, True)

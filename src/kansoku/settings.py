@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     trace_console: bool = Field(False, description="Also print spans to the console (development).")
     store_spans: bool = Field(True, description="Keep spans in the store when no OTLP endpoint is set.")
     max_stored_spans: int = Field(200_000, ge=100, description="Spans kept in the store.")
+    trace_store_rate: float = Field(
+        50.0, ge=0.0,
+        description="Traces per second each process keeps in the store (no OTLP endpoint); failed traces "
+        "and those slower than slow_threshold_ms are always kept; 0: no limit.",
+    )
     snapshot_dir: Path | None = Field(None, description="Also write error snapshots as JSON files here.")
     snapshot_keep: int = Field(100, ge=1, description="Snapshot files kept in snapshot_dir (oldest deleted).")
     instrument_httpx: bool = Field(False, description="Trace outgoing httpx calls.")

@@ -2,7 +2,7 @@
 
 The runtime wires it like this::
 
-    provider = configure_tracing(settings, store.engine, service, set_global=True)
+    provider = configure_tracing(settings, store.engine, service, set_global=True, registry=registry)
     tracing.configure(settings, provider, debugger=debugger, capture=errors.capture)
     request_tracer = RequestTracer(provider, settings)   # the middleware's server spans
     configure_logging(settings, hooks=[add_trace_ids, ...])
@@ -10,8 +10,9 @@ The runtime wires it like this::
     provider.shutdown(); uninstrument_libraries(); tracing.reset()
 
 Spans go over OTLP (HTTP, or gRPC with the extra) when an endpoint is set, else into the store for
-the dashboard; the standard `OTEL_*` variables for headers, timeouts, batch sizes and resource
-attributes are read by the SDK itself.
+the dashboard, within a per-process budget of traces per second (`trace_store_rate`; errors and
+slow requests always kept: see `kansoku._span_store`); the standard `OTEL_*` variables for headers,
+timeouts, batch sizes and resource attributes are read by the SDK itself.
 """
 
 from __future__ import annotations
@@ -26,14 +27,17 @@ from typing import Any, Final
 
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation import _SPAN_KEY
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from kansoku import debug
-from kansoku._span_store import StoreSpanExporter
-from kansoku._spans import LightSpan, LightTracer, RequestTracer
+from kansoku._request_span import RequestTracer
+from kansoku._span_store import SpanStoreCollector, StoreSpanExporter, StoreSpanProcessor
+from kansoku._spans import LightSpan, LightTracer, current_context
 from kansoku._traced import TraceLevel, configure_traced, traced
 from kansoku.exceptions import ConfigError
 from kansoku.logs import get_logger
@@ -45,6 +49,7 @@ __all__ = [
     "LightTracer",
     "RequestTracer",
     "StoreSpanExporter",
+    "StoreSpanProcessor",
     "TraceLevel",
     "add_trace_ids",
     "build_resource",
@@ -82,20 +87,28 @@ def build_resource(settings: Settings, service: str | None = None) -> Resource:
 
 
 def configure_tracing(
-    settings: Settings, engine: Engine | None, service: str | None = None, *, set_global: bool = False
+    settings: Settings,
+    engine: Engine | None,
+    service: str | None = None,
+    *,
+    set_global: bool = False,
+    registry: CollectorRegistry | None = None,
 ) -> TracerProvider:
     """A TracerProvider for `settings`: resource, parent-based ratio sampler, batch exporters.
 
     The global provider is left alone unless `set_global` (tests build many providers; the runtime
     sets it so that the OpenTelemetry instrumentors and user code find it). Library
-    instrumentation is switched on as the settings say.
+    instrumentation is switched on as the settings say. With a `registry`, the local store's
+    budget counters (`kansoku_traces_stored_total`...) are registered in it.
     """
     provider = TracerProvider(
         resource=build_resource(settings, service),
         sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_rate)),
     )
-    for exporter in _exporters(settings, engine):
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    for processor in _processors(settings, engine):
+        provider.add_span_processor(processor)
+        if registry is not None and isinstance(processor, StoreSpanProcessor):
+            registry.register(SpanStoreCollector(processor))
     if set_global:
         trace.set_tracer_provider(provider)
     instrument_libraries(settings, provider)
@@ -135,17 +148,18 @@ def _quiet_otel_warnings() -> None:
             target.addFilter(_OTEL_FILTER)
 
 
-def _exporters(settings: Settings, engine: Engine | None) -> list[SpanExporter]:
-    exporters: list[SpanExporter] = []
+def _processors(settings: Settings, engine: Engine | None) -> list[SpanProcessor]:
+    processors: list[SpanProcessor] = []
     if settings.otlp_endpoint:
-        exporters.append(_otlp_exporter(settings.otlp_endpoint, settings.otlp_protocol))
+        processors.append(BatchSpanProcessor(_otlp_exporter(settings.otlp_endpoint, settings.otlp_protocol)))
     elif settings.store_spans and engine is not None:
-        exporters.append(StoreSpanExporter(
-            engine, max_spans=settings.max_stored_spans, retention_seconds=settings.retention_days * 86400.0
-        ))
-    if settings.trace_console:
-        exporters.append(ConsoleSpanExporter(out=sys.stdout))  # today's stdout, not the one at import
-    return exporters
+        exporter = StoreSpanExporter(engine, max_spans=settings.max_stored_spans,
+                                     retention_seconds=settings.retention_days * 86400.0)
+        processors.append(StoreSpanProcessor(exporter, traces_per_second=settings.trace_store_rate,
+                                             slow_seconds=settings.slow_threshold_ms / 1000.0))
+    if settings.trace_console:  # today's stdout, not the one at import
+        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+    return processors
 
 
 def _otlp_exporter(endpoint: str, protocol: str) -> SpanExporter:
@@ -213,6 +227,11 @@ def uninstrument_libraries() -> None:
 
 def add_trace_ids(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the current span's trace and span ids on every log line."""
+    span = current_context().get(_SPAN_KEY)
+    if type(span) is LightSpan:  # kansoku's spans keep their ids in hex once formatted
+        event_dict.setdefault("trace_id", span.trace_id)
+        event_dict.setdefault("span_id", span.span_id)
+        return event_dict
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
         event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))

@@ -3,9 +3,10 @@
     .venv/bin/python tests/tracing/bench_request_span.py
 
 Prints the median microseconds per request over several rounds for: the kansoku server span
-(BatchSpanProcessor to a null exporter, as in production), an unsampled request, and for
-comparison the plain OpenTelemetry SDK span with the same attributes; then the overhead of a
-`traced` call at each level.
+(BatchSpanProcessor to a null exporter, as with an OTLP endpoint), the same span when the local
+store's budget is spent (what most requests of a busy service cost with no endpoint), an
+unsampled request, and for comparison the plain OpenTelemetry SDK span with the same attributes;
+then the overhead of a `traced` call at each level.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from kansoku.settings import load_settings
-from kansoku.tracing import RequestTracer, configure_tracing
+from kansoku.tracing import RequestTracer, StoreSpanProcessor, configure_tracing
 
 SCOPE = {
     "type": "http", "method": "GET", "path": "/items/42", "scheme": "http", "http_version": "1.1",
@@ -36,7 +37,7 @@ class NullExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def median_us(step: Callable[[], None], n: int = 20_000, rounds: int = 9) -> float:
+def median_us(step: Callable[[], object], n: int = 20_000, rounds: int = 9) -> float:
     """Median over rounds of the mean time of `step` in microseconds."""
     results = []
     for _ in range(rounds):
@@ -76,7 +77,23 @@ def main() -> None:
 
             print(f"plain OpenTelemetry SDK span, same attributes:      {median_us(sdk_request):.2f} us")
         provider.shutdown()
+    bench_store_budget()
     bench_traced()
+
+
+def bench_store_budget() -> None:
+    """The server span with the local store as the only processor and its budget spent."""
+    provider = configure_tracing(load_settings(store_spans=False), None, "bench")
+    budget = StoreSpanProcessor(downstream=BatchSpanProcessor(NullExporter()), traces_per_second=1e-9)
+    provider.add_span_processor(budget)
+    tracer = RequestTracer(provider)
+
+    def request() -> None:
+        handle = tracer.start(SCOPE)
+        tracer.finish(handle, 200, "/items/{item_id}", None)
+
+    print(f"kansoku RequestTracer start+finish, store budget spent: {median_us(request):.2f} us")
+    provider.shutdown()
 
 
 def bench_traced() -> None:
