@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "peers", "asgi-correlation-id",
-           "structlog-access-log", "prometheus-fastapi-instrumentator", "opentelemetry-fastapi", "sentry-sdk")
+CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "kansoku-full-store-all", "peers",
+           "asgi-correlation-id", "structlog-access-log", "prometheus-fastapi-instrumentator",
+           "opentelemetry-fastapi", "sentry-sdk")
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - structlog's access lines of the whole run go here
 
 
@@ -145,17 +146,20 @@ def with_sentry(app: FastAPI) -> FastAPI:
     return app
 
 
-def with_kansoku_full(app: FastAPI) -> FastAPI:
+def with_kansoku_full(app: FastAPI, *, store_rate: float | None = None) -> FastAPI:
     """The whole of kansoku through `instrument()`: request id, access log, metrics, a span per
-    request at 100% sampling (to the store by the batch exporter), the error hook, the dashboard."""
+    request at 100% sampling, the error hook, the dashboard. Spans go to the SQLite store within
+    its default budget (50 traces/s per process; failed and slow ones always kept); `store_rate=0`
+    stores every span."""
     import tempfile
 
     import kansoku
 
     directory = tempfile.mkdtemp(prefix="kansoku-bench-")
+    extra = {} if store_rate is None else {"trace_store_rate": store_rate}
     kansoku.instrument(app, database_url=f"sqlite:///{directory}/kansoku.db", log_format="json",
                        trace_level=os.environ.get("BENCH_TRACE_LEVEL", "PERFORMANCE"), trace_sample_rate=1.0,
-                       store_spans=os.environ.get("BENCH_STORE_SPANS", "1") == "1")
+                       store_spans=os.environ.get("BENCH_STORE_SPANS", "1") == "1", **extra)
     return app
 
 
@@ -176,6 +180,7 @@ def build(name: str) -> FastAPI:
         "kansoku": with_kansoku,
         "kansoku-no-access-log": lambda app: with_kansoku(app, access_log=False),
         "kansoku-full": with_kansoku_full,
+        "kansoku-full-store-all": lambda app: with_kansoku_full(app, store_rate=0),
         "asgi-correlation-id": with_correlation_id,
         "structlog-access-log": with_structlog_access_log,
         "prometheus-fastapi-instrumentator": with_instrumentator,
