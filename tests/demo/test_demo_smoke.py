@@ -49,8 +49,16 @@ def test_demo_end_to_end(demo_process: DemoStarter, tmp_path: Path, port: int) -
     for line in (f"{base}/kansoku/", f"{base}/metrics", "no login from this machine", ".kansoku/kansoku.db"):
         assert line in banner
 
-    groups = wait_for(lambda: (r := httpx.get(f"{base}/kansoku/api/errors?status=unresolved,resolved,ignored"))
-                      .json()["total"] >= 3 and r.json()["items"], "three error groups", demo)
+    def groups_now() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = httpx.get(
+            f"{base}/kansoku/api/errors?status=unresolved,resolved,ignored").json()["items"]
+        return items
+
+    # The traffic is random: wait until both payment failures the checks below count have happened.
+    wanted = ("PaymentLimitExceeded", "PaymentValidationError")
+    groups = wait_for(lambda: (g := groups_now()) and len(g) >= 3
+                      and all(any(x["exception_type"].endswith(w) for x in g) for w in wanted) and g,
+                      "three error groups, both payment failures among them", demo)
     assert {"business_logic"} <= {g["category"] for g in groups}
     wait_for(lambda: requests_by(httpx.get(f"{base}/metrics").text, "/payments", "500") > 0,
              "a 500 on /payments in /metrics", demo)
