@@ -46,13 +46,15 @@ def uvicorn(*, workers: int = 1, env: dict[str, str] | None = None
             ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m uvicorn served_app:app` on a free port; yields (base URL, process); stops it by pid."""
     port = free_port()
-    with tempfile.TemporaryFile() as log:
+    # The server appends to a file the test reads by its own handle: a shared file offset would
+    # let the server's next write land where a reader had just sought to.
+    with tempfile.TemporaryDirectory() as directory, open(Path(directory) / "server.log", "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "served_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
             env={**os.environ, "KANSOKU_LOG_FORMAT": "json", **(env or {})}, stdout=log,
             stderr=subprocess.STDOUT)
-        process.log = log  # type: ignore[attr-defined]
+        process.log_path = Path(log.name)  # type: ignore[attr-defined]
         try:
             wait_http(f"http://127.0.0.1:{port}/health", process)
             yield f"http://127.0.0.1:{port}", process
@@ -67,7 +69,5 @@ def uvicorn(*, workers: int = 1, env: dict[str, str] | None = None
 
 def server_output(process: subprocess.Popen[bytes]) -> str:
     """What the server printed so far (stdout and stderr)."""
-    log = process.log  # type: ignore[attr-defined]
-    log.flush()
-    log.seek(0)
-    return str(log.read().decode(errors="replace"))
+    path: Path = process.log_path  # type: ignore[attr-defined]
+    return path.read_bytes().decode(errors="replace")
