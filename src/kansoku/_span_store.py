@@ -31,8 +31,10 @@ these inserts.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -218,6 +220,15 @@ class StoreSpanProcessor(LightSpanProcessor):
         self.not_stored_traces = 0
         self.not_stored_spans = 0  # of traces over the budget
         self.overflow_spans = 0  # discarded while waiting for their root (too many waiting)
+        # A lock another thread held at fork stays held in the child, and the parent's waiting
+        # spans are not the child's to store: a forked worker starts both afresh.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting.clear()
+        self._waiting_count = 0
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Nothing to do before a span ends."""
@@ -356,3 +367,9 @@ class SpanStoreCollector:
         spans.add_metric(["budget"], processor.not_stored_spans)
         spans.add_metric(["overflow"], processor.overflow_spans)
         yield spans
+
+
+def _after_fork(ref: weakref.ReferenceType[StoreSpanProcessor]) -> None:
+    processor = ref()
+    if processor is not None:
+        processor._after_fork()

@@ -303,3 +303,32 @@ def test_trace_store_rate_is_a_documented_setting() -> None:
     assert "`trace_store_rate`" in (docs / "configuration.md").read_text()
     assert "KANSOKU_TRACE_STORE_RATE" in (docs / "tracing.md").read_text()
 
+
+
+def test_forked_worker_gets_a_free_lock_and_no_parent_spans() -> None:
+    """A child forked while another thread holds the processor's lock can still use it, and the
+    spans its parent had waiting are not the child's."""
+    import os
+    import threading
+
+    processor = StoreSpanProcessor(downstream=SimpleSpanProcessor(InMemorySpanExporter()))
+    processor._waiting[1] = []
+    processor._waiting_count = 1
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with processor._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the lock is free and nothing is waiting
+        free = processor._lock.acquire(timeout=2)
+        os._exit(0 if free and not processor._waiting and processor._waiting_count == 0 else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
