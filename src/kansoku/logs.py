@@ -334,10 +334,7 @@ class KansokuLogger(BoundLoggerBase):
             "category": "error" if level >= 40 else "application",
             **state.static, **bound, **own[1], "event": event, **kw,  # noqa: F601 - first fixes the place
         }
-        second = int(now)
-        if second != _clock[0]:
-            _clock[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-        event_dict["timestamp"] = _clock[1] + _MILLIS[int((now - second) * 1000) % 1000]
+        event_dict["timestamp"] = _timestamp(now)
         event_dict["level"] = method
         if event_dict["logger"] is None:
             del event_dict["logger"]
