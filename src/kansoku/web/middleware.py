@@ -192,11 +192,9 @@ class KansokuMiddleware:
             quiet = self._quiet
             if quiet is not None and path not in quiet and not path.startswith(self._quiet_prefixes):
                 # request_id comes from the bound context, like on every other line of the request.
-                peer = scope.get("client")
                 fields = {"method": scope["method"], "route": route, "path": path, "status": status,
                           "duration_ms": round(duration * 1e6) / 1000, "response_size": request.response_size,
-                          "client": self.client(scope) if self._proxies else str(peer[0]) if peer else "",
-                          "user_agent": request.user_agent}
+                          "client": self.client(scope), "user_agent": request.user_agent}
                 if request.event_id:
                     fields["event_id"] = request.event_id
                 if handle is not None:
