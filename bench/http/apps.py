@@ -36,36 +36,13 @@ def with_kansoku(app: FastAPI, *, access_log: bool = True) -> FastAPI:
 
     `access_log=False` shows the middleware's own cost apart from the logging pipeline's.
     """
-    from prometheus_client import CollectorRegistry
-
-    from kansoku.health import Readiness
     from kansoku.logs import configure_logging
-    from kansoku.metrics import HttpMetrics, RequestStats
     from kansoku.settings import load_settings
+    from kansoku.testing import MetricsRuntime
     from kansoku.web.middleware import KansokuMiddleware
 
-    class BenchRuntime:
-        """The parts of a runtime the middleware uses, without store, tracing or dashboard."""
-
-        def __init__(self) -> None:
-            self.settings = load_settings(log_format="json", stdlib_logging=False, access_log=access_log)
-            self.registry = CollectorRegistry()
-            self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
-            self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
-            self.readiness = Readiness()
-            self.request_tracer = None
-            self.web_app = None
-
-        def capture_exception(self, exc: BaseException, **kwargs: Any) -> str:
-            return "unused"
-
-        async def start(self) -> None:
-            pass
-
-        async def stop(self) -> None:
-            pass
-
-    runtime = BenchRuntime()
+    # The parts of a runtime the middleware uses, without store, tracing or dashboard.
+    runtime = MetricsRuntime(load_settings(log_format="json", stdlib_logging=False, access_log=access_log))
     configure_logging(runtime.settings)  # stdout: the bench sends it to /dev/null
     app.add_middleware(KansokuMiddleware, runtime=runtime)
     return app

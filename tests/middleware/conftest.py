@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
-from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
@@ -18,15 +17,13 @@ from starlette.routing import Mount, Route
 
 from kansoku import logs
 from kansoku.context import get_context
-from kansoku.health import Readiness
-from kansoku.metrics import HttpMetrics, RequestStats
 from kansoku.settings import load_settings
-from kansoku.testing import capture_logs
+from kansoku.testing import MetricsRuntime, capture_logs
 from kansoku.typing import Receive, Scope, Send
 from kansoku.web.middleware import KansokuMiddleware
 
 
-class LightRuntime:
+class LightRuntime(MetricsRuntime):
     """The runtime attributes the middleware reads, built from the real metrics parts.
 
     No store, tracer or dashboard: the error tracker is replaced by a list of what was captured,
@@ -34,13 +31,7 @@ class LightRuntime:
     """
 
     def __init__(self, **overrides: Any) -> None:
-        self.settings = load_settings(**overrides)
-        self.registry = CollectorRegistry()
-        self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
-        self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
-        self.readiness = Readiness()
-        self.request_tracer: Any = None
-        self.web_app: Any = None
+        super().__init__(load_settings(**overrides))
         self.captured: list[dict[str, Any]] = []
         self.calls: list[str] = []
 

@@ -11,32 +11,21 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from kansoku.health import Readiness
-from kansoku.metrics import HttpMetrics, RequestStats, make_registry
+from kansoku.metrics import make_registry
 from kansoku.settings import load_settings
+from kansoku.testing import MetricsRuntime
 from kansoku.web.middleware import KansokuMiddleware
 
 
-class ServedRuntime:
-    """What the middleware needs of a runtime, from the real metrics parts."""
+class ServedRuntime(MetricsRuntime):
+    """What the middleware needs of a runtime, from the real metrics parts; event ids name the worker."""
 
     def __init__(self) -> None:
-        self.settings = load_settings()
-        self.registry = make_registry(self.settings)
-        self.request_stats = RequestStats(self.settings.service, self.settings.latency_buckets)
-        self.http_metrics = HttpMetrics(self.registry, self.settings, stats=self.request_stats)
-        self.readiness = Readiness()
-        self.request_tracer = None
-        self.web_app = None
+        settings = load_settings()
+        super().__init__(settings, make_registry(settings))
 
     def capture_exception(self, exc: BaseException, **kwargs: Any) -> str:
         return f"served-{os.getpid()}"
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
 
 
 app = FastAPI()
