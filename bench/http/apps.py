@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-CONFIGS = ("bare", "kansoku", "kansoku-no-access-log", "kansoku-full", "kansoku-full-store-all", "peers",
+CONFIGS = ("bare", "floor", "kansoku", "kansoku-no-access-log", "floor-span", "kansoku-full",
+           "kansoku-full-store-all", "peers",
            "asgi-correlation-id", "structlog-access-log", "prometheus-fastapi-instrumentator",
            "opentelemetry-fastapi", "sentry-sdk")
 DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - structlog's access lines of the whole run go here
@@ -45,6 +46,14 @@ def with_kansoku(app: FastAPI, *, access_log: bool = True) -> FastAPI:
     runtime = MetricsRuntime(load_settings(log_format="json", stdlib_logging=False, access_log=access_log))
     configure_logging(runtime.settings)  # stdout: the bench sends it to /dev/null
     app.add_middleware(KansokuMiddleware, runtime=runtime)
+    return app
+
+
+def with_floor(app: FastAPI, *, span: bool = False) -> FastAPI:
+    """The yardstick of floor.py: the same per-request work in the plainest code, no features."""
+    from bench.http.floor import FloorMiddleware
+
+    app.add_middleware(FloorMiddleware, span=span)
     return app
 
 
@@ -154,6 +163,8 @@ def build(name: str) -> FastAPI:
         return with_correlation_id(app)  # outermost, so the access log sees the id
     steps: dict[str, Callable[[FastAPI], FastAPI]] = {
         "bare": lambda app: app,
+        "floor": with_floor,
+        "floor-span": lambda app: with_floor(app, span=True),
         "kansoku": with_kansoku,
         "kansoku-no-access-log": lambda app: with_kansoku(app, access_log=False),
         "kansoku-full": with_kansoku_full,

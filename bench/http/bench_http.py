@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))  # `bench.http.apps` importable when run as a scri
 
 from bench.http.apps import CONFIGS, build  # noqa: E402
 
-WRK_CONFIGS = ("bare", "kansoku", "kansoku-full", "peers", "prometheus-fastapi-instrumentator")
+WRK_CONFIGS = ("bare", "floor", "kansoku", "floor-span", "kansoku-full", "peers",
+               "prometheus-fastapi-instrumentator")
 SCOPE: dict[str, Any] = {
     "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
     "method": "GET", "scheme": "http", "path": "/items/42", "raw_path": b"/items/42", "query_string": b"",
