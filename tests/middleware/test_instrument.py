@@ -82,3 +82,25 @@ async def test_access_line_carries_the_ids_of_the_request_span(real_runtime: Any
     with real_runtime.engine.connect() as conn:
         stored = conn.execute(select(spans.c.trace_id, spans.c.span_id, spans.c.name)).all()
     assert (access["trace_id"], access["span_id"], "GET /items/{item_id}") in [tuple(row) for row in stored]
+
+
+async def test_one_server_span_per_request_with_fastapi_native_telemetry(real_runtime: Any) -> None:
+    """FastAPI's own telemetry adds no spans under kansoku's, in the app or in a mounted FastAPI app."""
+    from fastapi import FastAPI
+
+    inner = FastAPI()
+
+    @inner.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    outer = fastapi_app()
+    outer.mount("/v2", inner)
+    app = kansoku.instrument(outer)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1") as client:
+        assert (await client.get("/items/3")).status_code == 200
+        assert (await client.get("/v2/ping")).json() == {"pong": "yes"}
+    assert real_runtime.tracer_provider.force_flush(5000)
+    with real_runtime.engine.connect() as conn:
+        stored = sorted(name for (name,) in conn.execute(select(spans.c.name)))
+    assert stored == ["GET /items/{item_id}", "GET /v2/ping"]

@@ -35,6 +35,7 @@ __all__ = ["KansokuMiddleware", "MiddlewareRuntime", "new_request_id", "valid_re
 
 _MARK: Final = "kansoku.middleware"  # in the scope: an outer KansokuMiddleware already does the work
 _VALID_ID: Final = re.compile(rb"[A-Za-z0-9._:@/+=\-]{1,128}")
+_FASTAPI_OBSERVED: Final = "fastapi.telemetry"
 _perf_counter = time.perf_counter
 # The access line's fields that come from the client and are scanned for secrets; the others are
 # kansoku's own: numbers, the route template, the client address (the peer or a validated IP).
@@ -129,6 +130,10 @@ class KansokuMiddleware:
         self._in_progress.track(scope, request.root_path, request.route)
         tracer = self.runtime.request_tracer
         if tracer is not None:
+            # A FastAPI app mounted below would open a second server span and three operation
+            # spans under kansoku's: this mark is how FastAPI tells its nested apps that an outer
+            # layer observes the request (instrument() turns the app's own tracing off).
+            scope[_FASTAPI_OBSERVED] = None
             request.handle = _call_safely("middleware.trace-start", tracer.start, scope)
         try:
             await app(scope, receive, request.send)
