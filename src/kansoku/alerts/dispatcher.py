@@ -4,6 +4,15 @@ Runs as a task in the app (`await run()`, `stop()`) or in `kansoku worker`; `run
 pass synchronously (tests, cron). Rows of one rule for one channel that are due together go out as
 one message. Each channel has its own timeout, so a channel that hangs delays only itself; store
 work runs in threads so the event loop (the app's, in-process) never waits on the database.
+
+Partial deliveries: a channel with several recipients (e-mail, SMS) appends each one it reaches to
+the notification's `done` list; when the attempt fails, those are stored on every row of the
+message (`outbox.mark_failed(delivered=...)`) and skipped by every later attempt. They are stored
+when the attempt ends, in the transaction that puts the rows back in the queue, not one write per
+recipient: the progress and the status change are atomic, a channel never touches the store, and
+timeouts are covered (the list survives the cancelled send). The price: a process killed in the
+middle of an attempt loses that attempt's progress, so the next one repeats the recipients of that
+attempt only, never those of earlier attempts.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ class Outcome:
     permanent: bool = False
     ref: str | None = None
     duration_ms: float = 0.0
+    reached: tuple[str, ...] = ()  # recipients this attempt reached (a partial failure's progress)
 
 
 class Dispatcher:
@@ -157,9 +167,10 @@ class Dispatcher:
             self.engine, ids, self.worker_id, now, outcome.error or "failed",
             attempts=max(r.attempts for r in rows), max_attempts=max_attempts,
             retry_after=outcome.retry_after, permanent=outcome.permanent, rng=self.rng,
+            delivered=outcome.reached,
         )
         log.warning("alert delivery failed", channel=rows[0].channel, rule=rows[0].rule, rows=len(rows),
-                    error=outcome.error, next=status)
+                    error=outcome.error, next=status, reached=len(outcome.reached))
 
 
 class _Session:
@@ -187,16 +198,26 @@ class _Session:
 async def _attempt(channel: Channel, note: Notification) -> Outcome:
     """Send once under the channel's timeout (for the whole attempt); never raises."""
     started = time.perf_counter()
+    before = set(note["done"])
     try:
         ref = await asyncio.wait_for(channel.send(note), timeout=channel.timeout)
         outcome = Outcome(True, ref=ref)
-    except DeliveryError as exc:
+    except DeliveryError as exc:  # a channel's own error already names the recipients it missed
         outcome = Outcome(False, str(exc), exc.status_code, exc.retry_after, exc.permanent)
     except TimeoutError:
-        outcome = Outcome(False, f"{channel.name}: no answer within {channel.timeout:g} s")
+        outcome = Outcome(False, f"{channel.name}: no answer within {channel.timeout:g} s"
+                          + _reached_text(note, before))
     except Exception as exc:  # a bug or an unexpected library error: retry, and keep the reason
-        outcome = Outcome(False, f"{type(exc).__name__}: {exc}"[:300])
-    return dataclasses.replace(outcome, duration_ms=(time.perf_counter() - started) * 1000)
+        outcome = Outcome(False, f"{type(exc).__name__}: {exc}"[:300] + _reached_text(note, before))
+    reached = tuple(r for r in note["done"] if r not in before)
+    return dataclasses.replace(outcome, reached=reached, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def _reached_text(note: Notification, before: set[str]) -> str:
+    """For the delivery log: who a cut-short attempt reached before it stopped."""
+    reached = [r for r in note["done"] if r not in before]
+    more = f" and {len(reached) - 10} more" if len(reached) > 10 else ""
+    return f"; reached before that: {', '.join(reached[:10])}{more}" if reached else ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ one atomic UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises w
 and mark them sent, or pending again after an exponential, jittered backoff that honours a
 server's Retry-After, or dead after the last attempt. Dead rows can be retried from the API.
 A claim is a lease: a dispatcher that dies mid-send leaves rows another one takes over later.
+The recipients a failed attempt did reach are kept in the row's payload (`render.DELIVERED`), so
+the retry, by whichever dispatcher, skips them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
+from kansoku.alerts.render import DELIVERED
 from kansoku.store import write_transaction
 from kansoku.store.tables import delivery_attempts, outbox
 
 __all__ = [
     "OutboxRow",
+    "add_delivered",
     "backoff_delay",
     "claim",
     "enqueue",
@@ -57,10 +61,13 @@ def enqueue(
     payload: Mapping[str, Any], now: float, not_before: float | None = None,
 ) -> int:
     """Insert one pending row (inside the caller's transaction); return its id."""
+    # A new row is a new message: the progress of the row it may be copied from (a resolution
+    # reuses its trigger's payload) does not carry over.
+    fresh = {key: value for key, value in payload.items() if key != DELIVERED}
     result = conn.execute(
         insert(outbox).values(
             created_at=now, channel=channel, rule=rule, group_key=group_key, kind=kind,
-            idempotency_key=idempotency_key[:128], payload=dict(payload), status="pending", attempts=0,
+            idempotency_key=idempotency_key[:128], payload=fresh, status="pending", attempts=0,
             next_attempt_at=now if not_before is None else not_before,
         )
     )
@@ -131,9 +138,13 @@ def backoff_delay(attempts: int, *, base: float = BACKOFF_BASE, cap: float = BAC
 def mark_failed(
     engine: Engine, ids: Sequence[int], worker: str, now: float, error: str, *, attempts: int,
     max_attempts: int, retry_after: float | None = None, permanent: bool = False,
-    rng: Callable[[], float] = random.random,
+    rng: Callable[[], float] = random.random, delivered: Sequence[str] = (),
 ) -> str:
-    """Rows not delivered: pending again after a backoff, or dead. Returns the new status."""
+    """Rows not delivered: pending again after a backoff, or dead. Returns the new status.
+
+    `delivered`: the recipients this attempt reached, added to every row's payload in the same
+    transaction, so the next attempt (of any dispatcher, after a restart too) skips them.
+    """
     dead = permanent or attempts >= max_attempts
     delay = backoff_delay(attempts, rng=rng)
     if retry_after is not None:
@@ -141,12 +152,35 @@ def mark_failed(
     values: dict[str, Any] = {"locked_by": None, "locked_until": None, "last_error": error[:2000]}
     values.update({"status": "dead"} if dead else {"status": "pending", "next_attempt_at": now + delay})
     with write_transaction(engine) as conn:
+        if delivered:
+            add_delivered(conn, ids, delivered)
         conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(list(ids)), outbox.c.locked_by == worker, outbox.c.status == "sending")
             .values(**values)
         )
     return "dead" if dead else "pending"
+
+
+def add_delivered(conn: Connection, ids: Sequence[int], recipients: Sequence[str]) -> None:
+    """Add `recipients` to the reached ones of each row (inside the caller's write transaction).
+
+    Not conditioned on holding the lease: the recipients were reached whoever holds the row now.
+    The rows are locked first, in id order (SQLite: the write transaction's lock), so two
+    dispatchers merging progress into one row keep both.
+    """
+    query = select(outbox.c.id, outbox.c.payload).where(outbox.c.id.in_(list(ids))).order_by(outbox.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    changed = []
+    for row_id, payload in conn.execute(query).all():
+        before = list(payload.get(DELIVERED, ()))
+        after = before + [r for r in dict.fromkeys(recipients) if r not in before]
+        if after != before:
+            changed.append({"row_id": row_id, "new_payload": {**payload, DELIVERED: after}})
+    if changed:
+        conn.execute(update(outbox).where(outbox.c.id == bindparam("row_id"))
+                     .values(payload=bindparam("new_payload", type_=outbox.c.payload.type)), changed)
 
 
 def record_attempt(

@@ -18,6 +18,7 @@ from kansoku.redact import Redactor
 from kansoku.typing import ErrorEvent
 
 __all__ = [
+    "DELIVERED",
     "AlertItem",
     "Notification",
     "alert_item",
@@ -30,6 +31,7 @@ __all__ = [
     "text_body",
 ]
 
+DELIVERED: Final = "delivered"  # payload key: recipients an earlier attempt of the row reached
 _MAX_TITLE: Final = 200
 _MAX_MESSAGE: Final = 1000
 
@@ -77,6 +79,9 @@ class Notification(TypedDict):
     timestamp: float
     idempotency_key: str
     recipients: list[str]
+    # Recipients reached already: a channel that sends to several skips them, and appends each one
+    # it reaches during the attempt, so the dispatcher keeps that progress however the attempt ends.
+    done: list[str]
     ref: str | None
 
 
@@ -184,6 +189,9 @@ def combine(
     prefix = "RESOLVED" if kind == "resolve" else severity.upper()
     what = items[0]["title"] if len(items) == 1 else f"{len(items)} error groups"
     recipients = sorted({r for p in payloads for r in p.get("recipients", [])})
+    # Skip a recipient only if every row's content reached it: a row that joined the batch after a
+    # partial attempt is news to everyone (a repeat of the older rows beats a lost alert).
+    done = set.intersection(*(set(p.get(DELIVERED, ())) for p in payloads))
     return Notification(
         kind=kind, rule=rule["name"], description=rule.get("description", ""),
         rule_kind=rule.get("kind", "errors"), window_minutes=int(rule.get("window_minutes", 5)),
@@ -192,7 +200,7 @@ def combine(
         count=sum(item["window_count"] for item in items),
         suppressed=sum(item["suppressed"] for item in items),
         service=items[0]["service"], environment=items[0]["environment"], timestamp=created_at,
-        idempotency_key=idempotency_key, recipients=recipients, ref=ref,
+        idempotency_key=idempotency_key, recipients=recipients, done=sorted(done), ref=ref,
     )
 
 

@@ -3,14 +3,16 @@
 A channel is built from its configuration and an `httpx.AsyncClient` (the seam tests replace with
 a client pointed at a local server). `send` returns a provider reference to keep (a Slack message's
 `channel:ts`), or None, and raises `DeliveryError` with the HTTP status and Retry-After when the
-service refused. Error texts never contain the URL or a secret.
+service refused. Error texts never contain the URL or a secret. Channels that send one message per
+recipient (e-mail, SMS) go through `send_each`, which skips the recipients in `note["done"]` and
+appends each one it reaches, so a retry never sends twice to the same recipient.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
@@ -21,7 +23,15 @@ from kansoku.alerts.render import Notification
 from kansoku.alerts.rules import ChannelConfig, SiteInfo
 from kansoku.typing import Clock
 
-__all__ = ["Channel", "DeliveryError", "build_channel", "check_response", "post", "retry_after_seconds"]
+__all__ = [
+    "Channel",
+    "DeliveryError",
+    "build_channel",
+    "check_response",
+    "post",
+    "retry_after_seconds",
+    "send_each",
+]
 
 USER_AGENT: Final = "kansoku-alerts/0.1"
 
@@ -33,7 +43,11 @@ class Channel(Protocol):
     timeout: float
 
     async def send(self, note: Notification) -> str | None:
-        """Deliver `note`; return a provider reference or None; raise `DeliveryError` on failure."""
+        """Deliver `note`; return a provider reference or None; raise `DeliveryError` on failure.
+
+        A channel with several recipients skips those in `note["done"]` and appends to that list
+        each one it reaches (see `send_each`); a single-target channel ignores it.
+        """
         ...
 
 
@@ -128,6 +142,67 @@ def _reason(exc: BaseException) -> str:
     # httpx messages are the OS error ("[Errno 111] Connection refused"), never the URL.
     text = str(exc) or type(exc).__name__
     return text.split(" for url ")[0][:200]
+
+
+async def send_each(
+    note: Notification, recipients: Sequence[str], service: str,
+    send_one: Callable[[str], Awaitable[str | None]],
+) -> str | None:
+    """Send to each recipient not in `note["done"]`, appending to it each one reached; first reference.
+
+    The list is appended to at once, not returned at the end, so the dispatcher still sees what was
+    reached when the attempt times out or is cut short. When the server answered for one recipient
+    (a refused address, a 5xx for one number), the others are still tried; when it could not be
+    reached at all (no status code) the rest are left for the retry. One `DeliveryError` then names
+    the recipients not reached; it is permanent only if every failure was.
+    """
+    done = note["done"]
+    todo = [r for r in recipients if r not in done]
+    failures: list[tuple[str, DeliveryError]] = []
+    untried: list[str] = []
+    reached: list[str] = []
+    first: str | None = None
+    for index, recipient in enumerate(todo):
+        try:
+            ref = await send_one(recipient)
+        except DeliveryError as exc:
+            failures.append((recipient, exc))
+            if exc.status_code is None:  # no answer from the server: the next ones would wait the same
+                untried = todo[index + 1:]
+                break
+            continue
+        done.append(recipient)
+        reached.append(recipient)
+        first = first or ref
+    if failures:
+        raise _not_reached(service, len(todo), failures, untried, reached)
+    return first
+
+
+def _names(recipients: Sequence[str], limit: int = 10) -> str:
+    more = f" and {len(recipients) - limit} more" if len(recipients) > limit else ""
+    return ", ".join(recipients[:limit]) + more
+
+
+def _not_reached(
+    service: str, total: int, failures: Sequence[tuple[str, DeliveryError]], untried: Sequence[str],
+    reached: Sequence[str],
+) -> DeliveryError:
+    """One error for an attempt that missed some recipients (shown in the delivery log)."""
+    missed = len(failures) + len(untried)
+    text = f"{service}: {missed} of {total} recipients not reached: "
+    text += "; ".join(f"{who}: {exc}" for who, exc in failures[:5])
+    if len(failures) > 5:
+        text += f"; and {len(failures) - 5} more failed"
+    if untried:
+        text += f"; not tried: {_names(untried)}"
+    if reached:
+        text += f"; reached: {_names(reached)}"
+    waits = [exc.retry_after for _, exc in failures if exc.retry_after is not None]
+    return DeliveryError(
+        text[:1500], status_code=failures[0][1].status_code, retry_after=max(waits) if waits else None,
+        permanent=all(exc.permanent for _, exc in failures),
+    )
 
 
 def _fits(kind: str, recipient: str) -> bool:

@@ -1,7 +1,8 @@
 """E-mail over SMTP with aiosmtplib: STARTTLS, implicit TLS or plain; login when configured.
 
 One message per recipient, each with its own ``To:`` (recipients never see each other), as
-multipart/alternative: the text rendering and the HTML rendering with every value escaped.
+multipart/alternative: the text rendering and the HTML rendering with every value escaped. A retry
+sends only to the recipients an earlier attempt did not reach (`send_each`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError, recipients_for
+from kansoku.alerts.channels import DeliveryError, recipients_for, send_each
 from kansoku.alerts.render import Notification, html_body, text_body
 from kansoku.alerts.rules import EmailChannel, SiteInfo
 
@@ -49,7 +50,7 @@ class EmailSender:
         self.timeout = config.timeout
 
     async def send(self, note: Notification) -> str | None:
-        """One message per recipient."""
+        """One message per recipient not reached yet."""
         try:
             import aiosmtplib
         except ImportError:
@@ -59,16 +60,20 @@ class EmailSender:
         if not recipients:
             raise DeliveryError("email: no recipients (set `to` on the channel or addresses on the rule)",
                                 permanent=True)
-        for recipient in recipients:
+        options = self._options()
+
+        async def one(recipient: str) -> None:
             message = build_message(note, self.config.from_addr, recipient)
             try:
-                await aiosmtplib.send(message, **self._options())
+                await aiosmtplib.send(message, **options)
+            except aiosmtplib.SMTPRecipientsRefused as exc:  # RCPT refused: the server's answer for it
+                raise _answered(exc.recipients[0]) from None
             except aiosmtplib.SMTPResponseException as exc:
-                raise DeliveryError(f"SMTP server answered {exc.code}: {exc.message}"[:300],
-                                    status_code=exc.code, permanent=500 <= exc.code < 600) from None
+                raise _answered(exc) from None
             except (aiosmtplib.SMTPException, OSError) as exc:
                 raise DeliveryError(f"SMTP: {type(exc).__name__}: {exc}"[:300]) from None
-        return None
+
+        return await send_each(note, recipients, "email", one)
 
     def _options(self) -> dict[str, Any]:
         config = self.config
@@ -78,3 +83,10 @@ class EmailSender:
             "username": config.username, "validate_certs": config.validate_certs,
             "password": None if config.password is None else config.password.get_secret_value(),
         }
+
+
+def _answered(exc: Any) -> DeliveryError:
+    """An SMTP reply as a `DeliveryError`: 5xx is permanent, 4xx worth retrying."""
+    code = int(exc.code)
+    return DeliveryError(f"SMTP server answered {code}: {exc.message}"[:300], status_code=code,
+                         permanent=500 <= code < 600)

@@ -1,10 +1,13 @@
-"""SMS through Twilio's Messages API: form-encoded, HTTP basic auth, one short text per number."""
+"""SMS through Twilio's Messages API: form-encoded, HTTP basic auth, one short text per number.
+
+A retry posts only to the numbers an earlier attempt did not reach (`send_each`).
+"""
 
 from __future__ import annotations
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError, post, recipients_for
+from kansoku.alerts.channels import DeliveryError, post, recipients_for, send_each
 from kansoku.alerts.render import Notification, short_text
 from kansoku.alerts.rules import SiteInfo, SmsChannel
 
@@ -21,7 +24,7 @@ class SmsSender:
         self.client = client
 
     async def send(self, note: Notification) -> str | None:
-        """POST one message per number; returns the first message SID."""
+        """POST one message per number not reached yet; returns the first message SID."""
         numbers = recipients_for("sms", note["recipients"], self.config.recipients)
         if not numbers:
             raise DeliveryError("SMS: no recipient numbers (set `to` on the channel or +E.164 recipients on "
@@ -30,13 +33,15 @@ class SmsSender:
         url = f"{self.config.api_url.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json"
         sender = ({"From": self.config.from_number} if self.config.from_number
                   else {"MessagingServiceSid": self.config.messaging_service_sid or ""})
-        first = None
-        for number in numbers:
-            response = await post(self.client, url, "Twilio", timeout=self.timeout,
-                                  auth=(sid, self.config.auth_token.get_secret_value()),
-                                  data={"To": number, **sender, "Body": short_text(note)})
-            first = first or _sid(response)
-        return first
+        auth = (sid, self.config.auth_token.get_secret_value())
+        body = short_text(note)
+
+        async def one(number: str) -> str | None:
+            response = await post(self.client, url, "Twilio", timeout=self.timeout, auth=auth,
+                                  data={"To": number, **sender, "Body": body})
+            return _sid(response)
+
+        return await send_each(note, numbers, "SMS", one)
 
 
 def _sid(response: httpx.Response) -> str | None:
