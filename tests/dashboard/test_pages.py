@@ -195,7 +195,7 @@ async def test_performance_is_sortable(client: httpx.AsyncClient) -> None:
     ascending = (await client.get("/performance", params={"sort": "count", "dir": "asc"})).text
     assert order(ascending) == ["app.cart.total", "app.orders.create_order"]
     assert 'aria-sort="ascending"' in ascending
-    assert "Tracked objects</h3>" in by_total and "rss" in by_total
+    assert "Tracked objects</h3>" in by_total and "Resident memory (RSS)" in by_total
 
 
 async def test_performance_without_debugger(make_app: Any, seeded: Any) -> None:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart, nice_ceiling
-from kansoku.web.dashboard.present import chain, frame_lines, human_bytes, humanize_memory, mask_channel, waterfall
+from kansoku.web.dashboard.present import chain, frame_lines, human_bytes, mask_channel, waterfall
 from kansoku.web.dashboard.queries import ErrorFilters
 from kansoku.web.dashboard.render import ago, query_string, timestamp
 from kansoku.web.dashboard.series import Point, parse_buckets, quantile, request_points, totals
@@ -85,8 +85,6 @@ def test_number_formats() -> None:
         "–", "0 ms", "2.5 ms", "250 ms", "2.50 s", "2.5 min"]
     assert [human_bytes(v) for v in (512, 3500, 12 * 1024**2, 3 * 1024**3)] == [
         "512 B", "3.4 KiB", "12.0 MiB", "3.0 GiB"]
-    assert humanize_memory({"process": {"rss": 2048, "pid": 7}, "top": [{"size": 1024, "line": 3}]}) == {
-        "process": {"rss": "2.0 KiB", "pid": 7}, "top": [{"size": "1.0 KiB", "line": 3}]}
 
 
 def test_frame_lines_number_the_context() -> None:

@@ -21,7 +21,6 @@ __all__ = [
     "format_value",
     "frame_lines",
     "human_bytes",
-    "humanize_memory",
     "mask_channel",
     "mask_settings",
     "waterfall",
@@ -159,9 +158,6 @@ def _mask_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{rest}"
 
 
-_BYTE_KEYS = frozenset({"rss", "vms", "size", "current", "peak", "size_diff"})
-
-
 def human_bytes(value: float) -> str:
     """Bytes as '512 B', '3.4 KiB', '12.0 MiB', '1.2 GiB' (signed for differences)."""
     size = float(value)
@@ -170,14 +166,3 @@ def human_bytes(value: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
-
-
-def humanize_memory(value: Any, key: str = "") -> Any:
-    """The memory report with byte counts written for people (fields named size, rss, peak...)."""
-    if isinstance(value, Mapping):
-        return {k: humanize_memory(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [humanize_memory(v, key) for v in value]
-    if key in _BYTE_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
-        return human_bytes(value)
-    return value

@@ -24,7 +24,8 @@ from kansoku.web.dashboard import pages_alerts, pages_errors, pages_traces
 from kansoku.web.dashboard import queries as q
 from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store
-from kansoku.web.dashboard.present import humanize_memory, mask_settings
+from kansoku.web.dashboard.present import mask_settings
+from kansoku.web.dashboard.present_memory import memory_sections
 from kansoku.web.dashboard.series import RANGES, request_points, totals
 
 __all__ = ["STATIC_DIR", "dashboard_routes"]
@@ -112,13 +113,14 @@ def sort_rows(rows: list[dict[str, Any]], key: str, descending: bool) -> list[di
 
 
 def _performance_data(debugger: Any) -> dict[str, Any]:
+    report = debugger.memory.report()
     return {"functions": function_rows(debugger.performance.summary()),
-            "memory": humanize_memory(debugger.memory.report())}
+            "memory": memory_sections(report), "memory_taken": report.get("timestamp")}
 
 
 async def performance(ctx: DashboardContext, request: Request) -> Response:
     """GET /performance: the debugger's function summary (sortable) and memory report."""
-    data: dict[str, Any] = {"functions": [], "memory": None}
+    data: dict[str, Any] = {"functions": [], "memory": None, "memory_taken": None}
     if ctx.debugger is not None:
         data = await ctx.read(_performance_data, ctx.debugger)
     sort = request.query_params.get("sort", "total_ms")
@@ -127,7 +129,7 @@ async def performance(ctx: DashboardContext, request: Request) -> Response:
     return ctx.page(request, "performance.html", page_name="performance", title="Performance",
                     has_debugger=ctx.debugger is not None, columns=FUNCTION_COLUMNS, sort=sort,
                     descending=descending, rows=sort_rows(data["functions"], sort, descending),
-                    memory=data["memory"])
+                    memory=data["memory"], memory_taken=data["memory_taken"])
 
 
 async def settings_page(ctx: DashboardContext, request: Request) -> Response:
