@@ -72,15 +72,6 @@ def context(**fields: Any) -> Iterator[Mapping[str, Any]]:
         _CONTEXT.set(restored)
 
 
-def merge_context(logger: Any, method_name: str, event_dict: Any) -> Any:
-    """structlog processor: add the bound context; fields given to the call win."""
-    bound = _CONTEXT.get()
-    if bound:
-        for key, value in bound.items():
-            event_dict.setdefault(key, value)
-    return event_dict
-
-
 _patched = False
 
 

@@ -111,7 +111,6 @@ def _plain(value: Any) -> Cell:
 
 
 def _bytes(value: Any) -> Cell:
-    # a string here was already written for people (humanize_memory)
     return Cell(human_bytes(value), num=True) if _is_number(value) else _text(value)
 
 
