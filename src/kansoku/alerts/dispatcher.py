@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 
 from kansoku._safety import suppress_internal_errors
 from kansoku.alerts import outbox
-from kansoku.alerts.channels import Channel, DeliveryError, build_channel
+from kansoku.alerts.channels import Channel, DeliveryError, build_channel, name_list
 from kansoku.alerts.engine import AlertEngine
 from kansoku.alerts.render import Notification, combine, probe_notification
 from kansoku.alerts.rules import AlertingConfig, load_alerting
@@ -216,8 +216,7 @@ async def _attempt(channel: Channel, note: Notification) -> Outcome:
 def _reached_text(note: Notification, before: set[str]) -> str:
     """For the delivery log: who a cut-short attempt reached before it stopped."""
     reached = [r for r in note["done"] if r not in before]
-    more = f" and {len(reached) - 10} more" if len(reached) > 10 else ""
-    return f"; reached before that: {', '.join(reached[:10])}{more}" if reached else ""
+    return f"; reached before that: {name_list(reached)}" if reached else ""
 
 
 @dataclass(frozen=True)

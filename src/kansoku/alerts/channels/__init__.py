@@ -28,6 +28,7 @@ __all__ = [
     "DeliveryError",
     "build_channel",
     "check_response",
+    "name_list",
     "post",
     "retry_after_seconds",
     "send_each",
@@ -179,7 +180,8 @@ async def send_each(
     return first
 
 
-def _names(recipients: Sequence[str], limit: int = 10) -> str:
+def name_list(recipients: Sequence[str], limit: int = 10) -> str:
+    """Recipients for an error text: the first `limit`, then how many more."""
     more = f" and {len(recipients) - limit} more" if len(recipients) > limit else ""
     return ", ".join(recipients[:limit]) + more
 
@@ -195,9 +197,9 @@ def _not_reached(
     if len(failures) > 5:
         text += f"; and {len(failures) - 5} more failed"
     if untried:
-        text += f"; not tried: {_names(untried)}"
+        text += f"; not tried: {name_list(untried)}"
     if reached:
-        text += f"; reached: {_names(reached)}"
+        text += f"; reached: {name_list(reached)}"
     waits = [exc.retry_after for _, exc in failures if exc.retry_after is not None]
     return DeliveryError(
         text[:1500], status_code=failures[0][1].status_code, retry_after=max(waits) if waits else None,
