@@ -22,6 +22,7 @@ from random import getrandbits
 from typing import Any
 
 import orjson
+from opentelemetry import context, trace
 
 from kansoku.context import _CONTEXT
 
@@ -66,8 +67,6 @@ class FloorMiddleware:
         span: Any = None
         otel_token: Any = None
         if self.tracer is not None:
-            from opentelemetry import context, trace
-
             span = self.tracer.start_span(scope["method"], kind=trace.SpanKind.SERVER)
             otel_token = context.attach(trace.set_span_in_context(span))
         try:
@@ -83,8 +82,6 @@ class FloorMiddleware:
                       "status": status, "duration_ms": round(duration * 1e6) / 1000,
                       "response_size": size, "client": scope["client"][0], "user_agent": user_agent}
             if span is not None:
-                from opentelemetry import context
-
                 span.set_attribute("http.route", route)
                 span.end()
                 context.detach(otel_token)
