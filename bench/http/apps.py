@@ -38,9 +38,9 @@ def with_kansoku(app: FastAPI, *, access_log: bool = True) -> FastAPI:
     `access_log=False` shows the middleware's own cost apart from the logging pipeline's.
     """
     from kansoku.logs import configure_logging
+    from kansoku.runtime.asgi import KansokuMiddleware
     from kansoku.settings import load_settings
     from kansoku.testing import MetricsRuntime
-    from kansoku.web.middleware import KansokuMiddleware
 
     # The parts of a runtime the middleware uses, without store, tracing or dashboard.
     runtime = MetricsRuntime(load_settings(log_format="json", stdlib_logging=False, access_log=access_log))

@@ -15,10 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 # Imported eagerly: the submodule `kansoku.context` would otherwise shadow the function `context`.
+from kansoku._version import __version__
 from kansoku.context import bind_context, context
 
 if TYPE_CHECKING:
-    from kansoku._runtime import add_error_processor, capture_exception, instrument, track_errors
     from kansoku.debug import memory_profile, track_object
     from kansoku.logs import get_logger, log_database_operation, log_execution_time
     from kansoku.metrics import (
@@ -31,9 +31,10 @@ if TYPE_CHECKING:
         timed,
         track_business_metric,
     )
+    from kansoku.runtime import add_error_processor, capture_exception, instrument, track_errors
+    from kansoku.runtime.asgi import KansokuMiddleware
     from kansoku.settings import Settings, load_settings
     from kansoku.tracing import TraceLevel, traced
-    from kansoku.web.middleware import KansokuMiddleware
 
 __all__ = [
     "KansokuMiddleware",
@@ -63,20 +64,18 @@ __all__ = [
     "track_object",
 ]
 
-__version__ = "0.1.0"
-
 _LAZY = {
-    "KansokuMiddleware": "kansoku.web.middleware",
+    "KansokuMiddleware": "kansoku.runtime.asgi",
     "MetricConfig": "kansoku.metrics",
     "Settings": "kansoku.settings",
     "TraceLevel": "kansoku.tracing",
-    "add_error_processor": "kansoku._runtime",
-    "capture_exception": "kansoku._runtime",
+    "add_error_processor": "kansoku.runtime",
+    "capture_exception": "kansoku.runtime",
     "counter": "kansoku.metrics",
     "gauge": "kansoku.metrics",
     "get_logger": "kansoku.logs",
     "histogram": "kansoku.metrics",
-    "instrument": "kansoku._runtime",
+    "instrument": "kansoku.runtime",
     "load_settings": "kansoku.settings",
     "log_database_operation": "kansoku.logs",
     "log_execution_time": "kansoku.logs",
@@ -86,7 +85,7 @@ _LAZY = {
     "timed": "kansoku.metrics",
     "traced": "kansoku.tracing",
     "track_business_metric": "kansoku.metrics",
-    "track_errors": "kansoku._runtime",
+    "track_errors": "kansoku.runtime",
     "track_object": "kansoku.debug",
 }
 

@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry
 
-from kansoku import _runtime, logs
-from kansoku.health import Readiness
+from kansoku import runtime as _runtime
+from kansoku.logs._logger import _STATE as _LOG_STATE
 from kansoku.metrics import HttpMetrics, RequestStats
+from kansoku.runtime.endpoints import Readiness
 from kansoku.settings import Settings
 from kansoku.typing import ASGIApp, EventDict
 
@@ -35,7 +36,7 @@ def capture_logs() -> Iterator[list[EventDict]]:
         captured.append(dict(event_dict))
         raise structlog.DropEvent
 
-    processors, hooks = logs._STATE.processors, logs._STATE.hooks
+    processors, hooks = _LOG_STATE.processors, _LOG_STATE.hooks
     saved, saved_hooks = list(processors), list(hooks)
     processors[:] = [*saved[:-1], collect]  # everything but the renderer
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import pytest
 
-from kansoku import __version__
+from kansoku._version import __version__
 from kansoku.cli import cli
 
 Kansoku = Callable[..., Any]  # the `kansoku` fixture of conftest.py

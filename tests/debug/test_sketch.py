@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kansoku._sketch import DEFAULT_RELATIVE_ERROR, QuantileSketch
+from kansoku.debug._sketch import DEFAULT_RELATIVE_ERROR, QuantileSketch
 
 QS = (0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)
 

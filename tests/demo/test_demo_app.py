@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import kansoku
-from kansoku import _runtime
+from kansoku import runtime as _runtime
 from kansoku.store import queries
 from kansoku.testing import capture_logs
 

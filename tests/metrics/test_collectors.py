@@ -13,11 +13,12 @@ import psutil
 from prometheus_client import CollectorRegistry
 
 from kansoku import _safety
-from kansoku._multiprocess import mark_dead_workers, prepare
-from kansoku._system import SystemCollector, real_mountpoints, register_runtime_collectors
 from kansoku._worker import BackgroundWorker
-from kansoku.health import Readiness, SelfCollector, queue_check
 from kansoku.metrics import make_registry
+from kansoku.metrics._multiprocess import mark_dead_workers, prepare
+from kansoku.metrics._self import SelfCollector
+from kansoku.metrics._system import SystemCollector, real_mountpoints, register_runtime_collectors
+from kansoku.runtime.endpoints import Readiness, queue_check
 from kansoku.settings import load_settings
 
 
@@ -149,7 +150,7 @@ def test_prepare_empties_the_directory(tmp_path: Path) -> None:
 
 def test_in_progress_publishes_to_a_shared_gauge() -> None:
     """Multi-process mode: live counts are written to a livesum gauge; routes that emptied go to 0."""
-    from kansoku._requests import InProgress
+    from kansoku.metrics._http import InProgress
 
     registry = CollectorRegistry()
     progress = InProgress(lambda route: route, registry, multiprocess=True, interval=0)

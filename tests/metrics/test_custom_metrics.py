@@ -114,7 +114,7 @@ async def test_track_business_metric_on_async_functions(registry: CollectorRegis
 
 def test_default_registry_without_runtime_is_prometheus_default() -> None:
     """Not instrumented, the helpers use prometheus_client's default registry."""
-    from kansoku import _runtime
+    from kansoku import runtime as _runtime
 
     assert _runtime.current() is None
     assert default_registry() is REGISTRY

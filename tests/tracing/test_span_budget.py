@@ -15,12 +15,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from kansoku import tracing
-from kansoku._span_store import EARLY_DECISION_SPANS, MAX_WAITING_SPANS, SpanStoreCollector
 from kansoku.exceptions import ConfigError
 from kansoku.settings import load_settings
 from kansoku.store import create_store_engine
 from kansoku.store.tables import metadata, spans
 from kansoku.tracing import RequestTracer, StoreSpanProcessor, configure_tracing, traced
+from kansoku.tracing._span_store import EARLY_DECISION_SPANS, MAX_WAITING_SPANS, SpanStoreCollector
 
 SECOND = 1_000_000_000
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from kansoku._requests import histogram_quantile
 from kansoku.alerts.rules import AlertRule
+from kansoku.metrics._http import histogram_quantile
 from kansoku.store.tables import request_stats
 
 __all__ = ["ServiceTotals", "evaluate", "histogram_quantile", "window_totals"]

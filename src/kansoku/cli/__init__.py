@@ -11,7 +11,7 @@ import os
 
 import click
 
-from kansoku import __version__
+from kansoku._version import __version__
 from kansoku.cli._admin import config, db
 from kansoku.cli._alerts import alerts
 from kansoku.cli._common import EXIT_CODES_HELP

@@ -87,7 +87,7 @@ def run(target: str, factory: bool, host: str, port: int, workers: int, reload: 
     """
     import uvicorn
 
-    from kansoku import _run
+    from kansoku.runtime import load as _run
 
     if reload and workers > 1:
         raise CliError("--reload runs one process; drop --workers or --reload", EXIT_USAGE)
@@ -108,7 +108,7 @@ def run(target: str, factory: bool, host: str, port: int, workers: int, reload: 
     warn(f"kansoku run: serving {target} on http://{host}:{port} ({workers} worker{plural}); "
          f"metrics /metrics, health /health, dashboard {settings.route_prefix}/")
     try:
-        uvicorn.run("kansoku._run:create_app", factory=True, host=host, port=port, workers=workers,
+        uvicorn.run("kansoku.runtime.load:create_app", factory=True, host=host, port=port, workers=workers,
                     reload=reload, reload_dirs=[app_path] if reload else None, log_config=None)
     except SystemExit as exc:
         if exc.code not in (0, None):
@@ -131,7 +131,7 @@ def _multiprocess_dir(configured: Path | None) -> Path | None:
     previous run would be added in, so a configured directory is emptied first; without one, a
     temporary directory is made, and removed at exit.
     """
-    from kansoku import _multiprocess
+    from kansoku.metrics import _multiprocess
 
     path = configured if configured is not None else Path(tempfile.mkdtemp(prefix="kansoku-metrics-"))
     _multiprocess.prepare(path)

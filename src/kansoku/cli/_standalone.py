@@ -101,8 +101,8 @@ def build_dashboard(settings: Settings) -> ASGIApp:
     from starlette.routing import Mount, Route
 
     from kansoku.alerts import AlertEngine
-    from kansoku.health import Readiness, ReadyEndpoint
     from kansoku.logs import configure_logging
+    from kansoku.runtime.endpoints import Readiness, ReadyEndpoint
     from kansoku.web.app import build_web_app
 
     config = alerting_or_exit(settings)

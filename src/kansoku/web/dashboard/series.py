@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from kansoku._requests import histogram_quantile
+from kansoku.metrics._http import histogram_quantile
 
 __all__ = ["RANGES", "Point", "parse_buckets", "quantile", "request_points"]
 

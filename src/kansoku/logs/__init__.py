@@ -1,0 +1,177 @@
+"""Structured logging (chapter 8.1) on structlog and orjson.
+
+The pipeline is a list of plain processors, shared by every logger that `get_logger` returns and by
+the bridge that carries the standard library's `logging` records (uvicorn, SQLAlchemy, httpx...)
+through the same steps:
+
+    stamp and redact (level, time, service, context; done while the event dict is built)
+    -> hooks (trace ids, breadcrumbs, error capture)
+    -> exception to redacted data -> render (one JSON object per line, or console)
+
+`configure_logging(settings)` swaps the steps in place, so loggers created at import time, before
+`instrument()`, follow the configuration made later.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar, cast
+
+from kansoku.logs._files import FileSinks
+from kansoku.logs._logger import (
+    _STATE,
+    CATEGORIES,
+    LEVELS,
+    TRACE,
+    KansokuLogger,
+    flush,
+    get_logger,
+    stamp,
+)
+from kansoku.logs._render import ExceptionFormatter, exception_data, make_console_renderer, render_json
+from kansoku.logs._stdlib import StdlibBridge, bridge_stdlib, unbridge_stdlib
+from kansoku.redact import Redactor
+from kansoku.settings import Settings
+from kansoku.typing import LogProcessor
+
+__all__ = [
+    "CATEGORIES",
+    "LEVELS",
+    "TRACE",
+    "ExceptionFormatter",
+    "KansokuLogger",
+    "StdlibBridge",
+    "bridge_stdlib",
+    "build_processors",
+    "configure_logging",
+    "exception_data",
+    "flush",
+    "get_logger",
+    "log_database_operation",
+    "log_execution_time",
+    "make_console_renderer",
+    "render_json",
+    "stamp",
+    "unbridge_stdlib",
+]
+
+
+def build_processors(settings: Settings, redactor: Redactor, *, console: bool, colors: bool) -> list[LogProcessor]:
+    """The processors every record goes through after the hooks: the exception, then the renderer.
+
+    Stamping and redaction are not in it: loggers do both while they build the event dict, and
+    the stdlib bridge before the record enters the chain. Only the structured exception, made
+    here, is redacted here. Hooks (configure_logging's) add kansoku's own fields (ids), which need
+    no redaction.
+    """
+    renderer = make_console_renderer(colors) if console else render_json
+    return [ExceptionFormatter(redactor), renderer]
+
+
+def configure_logging(
+    settings: Settings,
+    *,
+    hooks: Sequence[LogProcessor] = (),
+    stream: Any = None,
+    service: str | None = None,
+) -> None:
+    """Apply `settings` to every kansoku logger and to the standard library's logging."""
+    target = stream if stream is not None else sys.stdout
+    fmt = settings.log_format
+    console = fmt == "console" or (fmt == "auto" and bool(getattr(target, "isatty", lambda: False)()))
+    redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii, max_string=settings.max_string_length)
+    _STATE.redactor = redactor
+    _STATE.min_level = LEVELS[settings.log_level.lower()]
+    _STATE.slow_ms = settings.slow_threshold_ms
+    static = {"service": service or settings.service, "environment": settings.environment}
+    if settings.version:
+        static["version"] = settings.version
+    _STATE.static = dict(redactor.clean_mapping(static))
+    _STATE.hooks[:] = hooks
+    _STATE.processors[:] = build_processors(settings, redactor, console=console, colors=console)
+    _STATE.output.stream = stream
+    old_files, _STATE.output.files = _STATE.output.files, None
+    if old_files is not None:
+        old_files.close()
+    if settings.log_dir is not None:
+        _STATE.output.files = FileSinks.open(settings)
+    _STATE.output.direct = not console and stream is None and _STATE.output.files is None
+    if settings.stdlib_logging:
+        bridge_stdlib(_STATE.min_level, access_log=settings.access_log)
+
+
+# --- decorators (the chapter's log_execution_time and log_database_operation) ----------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _timed_log(
+    func: Callable[P, R], operation: str, category: str, threshold_ms: float | None, fields: dict[str, Any]
+) -> Callable[P, R]:
+    log = get_logger(func.__module__)
+
+    def finish(start: float, exc: BaseException | None) -> None:
+        duration_ms = round((time.perf_counter() - start) * 1000, 3)
+        limit = threshold_ms if threshold_ms is not None else _STATE.slow_ms
+        kw = {"category": category, "operation": operation, "duration_ms": duration_ms, **fields}
+        if exc is not None:
+            log.error(f"{operation} failed", exc_info=exc, success=False, **kw)
+        elif duration_ms > limit:
+            log.warning(f"{operation} slow", slow_operation=True, threshold_ms=limit, success=True, **kw)
+        else:
+            log.info(f"{operation} completed", success=True, **kw)
+
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            start = time.perf_counter()
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                finish(start, exc)
+                raise
+            finish(start, None)
+            return result
+
+        return cast(Callable[P, R], async_wrapper)
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        start = time.perf_counter()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            finish(start, exc)
+            raise
+        finish(start, None)
+        return result
+
+    return wrapper
+
+
+def log_execution_time(
+    operation: str | None = None, *, category: str = "performance", threshold_ms: float | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Log each call's duration; WARNING when slower than the threshold; failures logged and re-raised."""
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        return _timed_log(func, operation or func.__qualname__, category, threshold_ms, {})
+
+    return decorator
+
+
+def log_database_operation(
+    operation: str | None = None, *, table: str | None = None, threshold_ms: float | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Like `log_execution_time`, in category `database`, with the table when given."""
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        fields = {"table": table} if table else {}
+        return _timed_log(func, operation or func.__qualname__, "database", threshold_ms, fields)
+
+    return decorator

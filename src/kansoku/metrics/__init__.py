@@ -1,0 +1,296 @@
+"""Metrics (chapter 8.2) on prometheus_client: HTTP RED metrics, `timed`, business and custom metrics.
+
+Every metric lives in an injected `CollectorRegistry` (the runtime's; the default registry when
+kansoku is not instrumented). Label values are bounded: routes are templates (`/items/{item_id}`),
+unmatched paths share one value, unknown methods share one value, and a runaway number of routes
+(a mount with parameters, say) folds into `<other>`. Values computed when scraped (system, process,
+requests in progress, kansoku's own queues) come from one-method collectors, not polling threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
+from prometheus_client.metrics import MetricWrapperBase
+
+from kansoku._safety import suppress_internal_errors
+from kansoku.exceptions import MetricDefinitionError
+from kansoku.logs import get_logger
+from kansoku.metrics import _multiprocess
+from kansoku.metrics._http import (
+    OTHER_METHOD,
+    OTHER_ROUTE,
+    UNMATCHED,
+    HttpMetrics,
+    InProgress,
+    RequestStats,
+    route_template,
+)
+from kansoku.settings import Settings
+
+__all__ = [
+    "OTHER_METHOD",
+    "OTHER_ROUTE",
+    "UNMATCHED",
+    "HttpMetrics",
+    "InProgress",
+    "MetricConfig",
+    "RequestStats",
+    "counter",
+    "gauge",
+    "histogram",
+    "make_registry",
+    "register_metric",
+    "route_template",
+    "summary",
+    "timed",
+    "track_business_metric",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+FUNCTION_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+_log = get_logger("kansoku.metrics")
+
+
+def make_registry(settings: Settings) -> CollectorRegistry:
+    """A registry with the process, platform, GC, system and kansoku-health collectors in it.
+
+    In multi-process mode (`settings.multiprocess_dir`), prometheus_client is switched to it first,
+    so every metric made afterwards writes to the shared directory.
+    """
+    from kansoku.metrics._self import SelfCollector
+    from kansoku.metrics._system import register_runtime_collectors
+
+    if settings.multiprocess_dir is not None:
+        _multiprocess.setup(settings.multiprocess_dir)
+    registry = CollectorRegistry()
+    register_runtime_collectors(registry)
+    registry.register(SelfCollector())
+    return registry
+
+
+# --- business and custom metrics (get-or-create by name) --------------------------------------------
+
+MetricType = Literal["counter", "gauge", "histogram", "summary"]
+_KINDS: Final[dict[str, type[MetricWrapperBase]]] = {
+    "counter": Counter, "gauge": Gauge, "histogram": Histogram, "summary": Summary,
+}
+_defined: dict[CollectorRegistry, dict[str, tuple[str, tuple[str, ...], str, Any]]] = {}
+_define_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """A custom metric (the chapter's `MetricConfig`), for `register_metric`.
+
+    `objectives` is accepted for the chapter's shape, but prometheus_client's summaries export only
+    count and sum; use a histogram for quantiles (`histogram_quantile` in PromQL).
+    """
+
+    name: str
+    description: str
+    metric_type: MetricType = "counter"
+    category: str = "business"
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    objectives: Mapping[float, float] | None = None
+
+
+def register_metric(config: MetricConfig, *, registry: CollectorRegistry | None = None) -> Any:
+    """Get or create the metric `config` describes."""
+    extra = {"buckets": config.buckets} if config.buckets and config.metric_type == "histogram" else {}
+    return _get_or_create(config.metric_type, config.name, config.description, config.labels, registry, extra)
+
+
+def counter(name: str, documentation: str = "", labelnames: Iterable[str] = (), *,
+            registry: CollectorRegistry | None = None) -> Counter:
+    """Get or create a counter (exported as `<name>_total`)."""
+    return cast(Counter, _get_or_create("counter", name, documentation, labelnames, registry, {}))
+
+
+def gauge(name: str, documentation: str = "", labelnames: Iterable[str] = (), *,
+          registry: CollectorRegistry | None = None, multiprocess_mode: str = "all") -> Gauge:
+    """Get or create a gauge (`multiprocess_mode` as prometheus_client's, for multi-worker servers)."""
+    return cast(Gauge, _get_or_create("gauge", name, documentation, labelnames, registry,
+                                      {"multiprocess_mode": multiprocess_mode}))
+
+
+def histogram(name: str, documentation: str = "", labelnames: Iterable[str] = (), *,
+              buckets: Iterable[float] | None = None, registry: CollectorRegistry | None = None) -> Histogram:
+    """Get or create a histogram (prometheus_client's default buckets unless given)."""
+    extra = {"buckets": tuple(buckets)} if buckets is not None else {}
+    return cast(Histogram, _get_or_create("histogram", name, documentation, labelnames, registry, extra))
+
+
+def summary(name: str, documentation: str = "", labelnames: Iterable[str] = (), *,
+            registry: CollectorRegistry | None = None) -> Summary:
+    """Get or create a summary (count and sum)."""
+    return cast(Summary, _get_or_create("summary", name, documentation, labelnames, registry, {}))
+
+
+def _get_or_create(kind: str, name: str, documentation: str, labelnames: Iterable[str],
+                   registry: CollectorRegistry | None, extra: dict[str, Any]) -> Any:
+    """The metric called `name` in the registry, made on first use; a different definition is an error."""
+    registry = registry if registry is not None else default_registry()
+    labels = tuple(labelnames)
+    key = name.removesuffix("_total") if kind == "counter" else name
+    known = _defined.get(registry, {}).get(key)
+    if known is None:
+        with _define_lock:
+            known = _defined.setdefault(registry, {}).get(key)
+            if known is None:
+                metric = _create(kind, name, documentation, labels, registry, extra)
+                known = _defined[registry][key] = (kind, labels, documentation, metric)
+    old_kind, old_labels, old_doc, metric = known
+    if (old_kind, old_labels) != (kind, labels) or (documentation and old_doc and documentation != old_doc):
+        raise MetricDefinitionError(
+            f"metric {name!r} is already defined as a {old_kind} with labels {list(old_labels)} "
+            f"and help {old_doc!r}; now asked for a {kind} with labels {list(labels)} and help "
+            f"{documentation!r}. Use one definition (or another name).")
+    return metric
+
+
+def _create(kind: str, name: str, documentation: str, labels: tuple[str, ...], registry: CollectorRegistry,
+            extra: dict[str, Any]) -> Any:
+    try:
+        return _KINDS[kind](name, documentation or name.replace("_", " "), labels, registry=registry, **extra)
+    except ValueError as exc:  # a name clash with a metric made outside these helpers, or a bad name
+        raise MetricDefinitionError(f"cannot define {kind} {name!r}: {exc}") from exc
+
+
+def default_registry() -> CollectorRegistry:
+    """The current runtime's registry, or prometheus_client's default one when not instrumented."""
+    from kansoku import runtime as _runtime  # the runtime imports this module: resolve it at call time
+
+    runtime = _runtime.current()
+    return runtime.registry if runtime is not None else REGISTRY
+
+
+def track_business_metric(
+    name: str, value: float = 1.0, labels: Mapping[str, str] | None = None, *,
+    registry: CollectorRegistry | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Add `value` to the counter `name` (labels fixed here) each time the function succeeds."""
+    fixed = dict(labels or {})
+    names = tuple(sorted(fixed))
+
+    def record() -> None:
+        metric = counter(name, f"Business metric {name}.", names, registry=registry)
+        (metric.labels(**fixed) if names else metric).inc(value)
+
+    return _decorate(lambda func: (lambda: None, lambda token: record(), lambda token, exc: None))
+
+
+# --- timed ------------------------------------------------------------------------------------------
+
+
+def timed(name: str | None = None, *, module: str | None = None, slow_ms: float | None = None,
+          registry: CollectorRegistry | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Record `function_duration_seconds{function,module}` and `function_calls_total{function,module,status}`.
+
+    `status` is `success`, or the exception's type name when the call raised (the exception is
+    re-raised). Calls slower than `slow_ms` (default: the `slow_threshold_ms` setting) log a WARNING.
+    Works on sync and async functions (the chapter's `measure_performance`).
+    """
+
+    def hooks(func: Callable[..., Any]) -> _Hooks:
+        function, mod = name or func.__qualname__, module or func.__module__
+        children: dict[tuple[CollectorRegistry, str], tuple[Any, Any]] = {}
+
+        def finish(started: float, status: str) -> None:
+            elapsed = time.perf_counter() - started
+            reg = registry if registry is not None else default_registry()
+            found = children.get((reg, status))
+            if found is None:
+                duration = histogram("function_duration_seconds", "Duration of calls to timed functions.",
+                                     ("function", "module"), buckets=FUNCTION_BUCKETS, registry=reg)
+                calls = counter("function_calls", "Calls to timed functions, by outcome: success or the "
+                                "exception type.", ("function", "module", "status"), registry=reg)
+                found = children[(reg, status)] = (duration.labels(function, mod),
+                                                   calls.labels(function, mod, status))
+            found[0].observe(elapsed)
+            found[1].inc()
+            limit = slow_ms if slow_ms is not None else _slow_threshold_ms()
+            if elapsed * 1000 > limit:
+                _log.warning("slow call", category="performance", function=function, module=mod,
+                             duration_ms=round(elapsed * 1000, 3), threshold_ms=limit, status=status)
+
+        return (time.perf_counter, lambda started: finish(started, "success"),
+                lambda started, exc: finish(started, type(exc).__name__))
+
+    return _decorate(hooks)
+
+
+def _slow_threshold_ms() -> float:
+    from kansoku import runtime as _runtime
+
+    runtime = _runtime.current()
+    return runtime.settings.slow_threshold_ms if runtime is not None else 1000.0
+
+
+_Hooks = tuple[Callable[[], Any], Callable[..., None], Callable[..., None]]
+
+
+def _decorate(hooks: Callable[[Callable[..., Any]], _Hooks]) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator for sync and async functions from (before() -> token, ok(token), failed(token, exc))."""
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        before, ok, failed = hooks(func)
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                token = before()
+                try:
+                    result = await func(*args, **kwargs)
+                except Exception as exc:
+                    _quietly(failed, token, exc)
+                    raise
+                _quietly(ok, token)
+                return result
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = before()
+            try:
+                result = func(*args, **kwargs)
+            except Exception as exc:
+                _quietly(failed, token, exc)
+                raise
+            _quietly(ok, token)
+            return result
+
+        return wrapper
+
+    return decorator
+
+
+def _quietly(hook: Callable[..., None], *args: Any) -> None:
+    """Run a recording hook; a failure there is kansoku's, never the decorated function's.
+
+    A conflicting metric definition is the caller's mistake, though, and is raised.
+    """
+    try:
+        hook(*args)
+    except MetricDefinitionError:
+        raise
+    except Exception as exc:
+        _internal_error("metrics.decorator", exc)
+
+
+def _internal_error(where: str, exc: Exception) -> None:
+    """Report `exc` as kansoku's internal error (raised in strict mode)."""
+    with suppress_internal_errors(where):
+        raise exc

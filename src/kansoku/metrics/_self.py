@@ -1,0 +1,46 @@
+"""kansoku's own health as metrics: queue depths and capacities, dropped items, internal errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from kansoku._safety import internal_error_counts
+from kansoku._worker import live_workers
+
+__all__ = ["SelfCollector"]
+
+
+class SelfCollector(Collector):
+    """kansoku's own health as metrics: queue depth and capacity, dropped items, internal errors."""
+
+    def describe(self) -> Iterable[Metric]:
+        """The families (empty), so that registering does not collect."""
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        """Read every live background worker and the internal error counts."""
+        depth, capacity, dropped, errors = families = self._families()
+        for worker in sorted(live_workers(), key=lambda w: w.name):
+            depth.add_metric([worker.name], worker.depth)
+            capacity.add_metric([worker.name], worker.maxsize)
+            dropped.add_metric([worker.name], worker.dropped)
+        for where, count in sorted(internal_error_counts().items()):
+            errors.add_metric([where], count)
+        return families
+
+    @staticmethod
+    def _families() -> list[Any]:
+        return [
+            GaugeMetricFamily("kansoku_queue_depth", "Items waiting in a kansoku background queue.",
+                              labels=["queue"]),
+            GaugeMetricFamily("kansoku_queue_capacity", "Bound of a kansoku background queue.",
+                              labels=["queue"]),
+            CounterMetricFamily("kansoku_dropped_events", "Items dropped because a kansoku queue was full.",
+                                labels=["queue"]),
+            CounterMetricFamily("kansoku_internal_errors", "kansoku's own failures by place (the app was "
+                                "not affected).", labels=["where"]),
+        ]

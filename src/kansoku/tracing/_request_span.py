@@ -1,0 +1,138 @@
+"""The server span of each request, for kansoku's middleware: `RequestTracer.start` and `finish`.
+
+The span follows the OpenTelemetry HTTP server conventions. Its attributes are made only when it
+is handed on (`LightSpan.readable()`): a span the local store does not keep costs its ids, a
+sampling decision and a context switch, and nothing more.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from kansoku.redact import Redactor
+from kansoku.settings import Settings
+from kansoku.tracing._spans import LightSpan, LightTracer, current_context, record_error, restore, use_span
+from kansoku.typing import Scope
+
+__all__ = ["RequestTracer", "request_attributes"]
+
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+                             "QUERY"})
+_ERROR: Final = Status(StatusCode.ERROR)
+
+
+class RequestTracer:
+    """Starts and finishes the server span of each request (used by kansoku's middleware).
+
+    `start(scope)` continues the W3C `traceparent`/`tracestate` of the request, asks the
+    provider's sampler, and makes the span current; `finish(...)` adds the route, the status and
+    the error, ends the span and restores the context. Both run in the request's task.
+    """
+
+    def __init__(
+        self, provider: TracerProvider, settings: Settings | None = None, *, redactor: Redactor | None = None
+    ) -> None:
+        if redactor is None and settings is not None:
+            redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
+                                max_string=settings.max_string_length)
+        self._tracer = LightTracer(provider, "kansoku", redactor=redactor)
+        self.redactor = self._tracer.redactor
+        self._propagator = TraceContextTextMapPropagator()
+
+    def start(self, scope: Scope) -> LightSpan | None:
+        """Start the request's span and make it current; None when tracing is off."""
+        tracer = self._tracer
+        if tracer._processor is None:  # the SDK is disabled
+            return None
+        headers = scope.get("headers") or ()
+        parent_context = None
+        for key, _ in headers:  # only this header is needed now; the rest when the span is handed on
+            if key == b"traceparent":
+                parent_context = self._continue(headers)
+                break
+        if parent_context is None:
+            parent_context = current_context()
+        method = str(scope.get("method", "GET"))
+        span = tracer.start_span(method if method in _METHODS else "HTTP", SpanKind.SERVER, parent_context)
+        if span._attributes is not None:
+            span._request = (request_attributes, scope, method)
+        span.token = use_span(span, parent_context)
+        return span
+
+    def _continue(self, headers: Any) -> Context:
+        """The context of the W3C `traceparent` and `tracestate` headers."""
+        carrier = {key.decode(): value.decode("latin-1") for key, value in headers
+                   if key in (b"traceparent", b"tracestate")}
+        return self._propagator.extract(carrier)
+
+    def finish(
+        self, handle: LightSpan | None, status: int, route: str | None, exc: BaseException | None
+    ) -> None:
+        """Record the route, status and error of the request, end its span, restore the context."""
+        if handle is None:
+            return
+        try:
+            if handle._attributes is not None and handle._end is None:  # recording
+                handle._response = (status, route)  # made into attributes and name by readable()
+                if isinstance(exc, Exception):
+                    record_error(handle, exc, self.redactor)
+                elif status >= 500:
+                    handle._attributes["error.type"] = str(status)
+                    handle.set_status(_ERROR)
+                handle._end = time.time_ns()  # what end() does, one call less
+                self._tracer.export(handle)
+            else:
+                handle.end()
+        finally:
+            restore(handle.token)
+
+
+def request_attributes(scope: Scope, method: str) -> dict[str, Any]:
+    """The HTTP server semantic conventions of the request (the parts of the scope a server sets,
+    which the app does not change)."""
+    attributes: dict[str, Any] = {
+        "http.request.method": method if method in _METHODS else "_OTHER",
+        "url.path": scope.get("path", ""),
+        "url.scheme": scope.get("scheme", "http"),
+        "network.protocol.version": scope.get("http_version", "1.1"),
+    }
+    if method not in _METHODS:
+        attributes["http.request.method_original"] = method
+    host = agent = None
+    for key, value in scope.get("headers") or ():
+        if key == b"host":
+            host = value
+        elif key == b"user-agent":
+            agent = value
+    client, server = scope.get("client"), scope.get("server")
+    if client:
+        attributes["client.address"] = client[0]
+    if host is not None:
+        address, port = _split_host(host.decode("latin-1"))
+        attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+    elif server:
+        attributes["server.address"], attributes["server.port"] = server[0], server[1]
+    if agent is not None:
+        attributes["user_agent.original"] = agent.decode("latin-1")
+    return attributes
+
+
+def _split_host(value: str) -> tuple[str, int | None]:
+    """A Host header's address and port: `example.com:8080`, `[::1]:8080`, `example.com`."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return value, None
+        address, rest = value[1:end], value[end + 1:]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, _, port = value.partition(":")
+    return address, int(port) if port.isdigit() else None
