@@ -241,3 +241,36 @@ def test_missing_env_file_is_a_usage_error(kansoku: Kansoku, tmp_path: Path) -> 
     result = kansoku("run", "hello:app", "--env-file", "missing.env")
     assert result.code == 2
     assert "missing.env" in result.stderr
+
+
+def test_import_error_exits_1_with_the_apps_traceback_and_no_serving_line(
+    kansoku: Kansoku, tmp_path: Path, port: int
+) -> None:
+    """A module that raises on import: exit 1, its own traceback (not click's or uvicorn's), never "serving"."""
+    (tmp_path / "broken.py").write_text('raise RuntimeError("boom at import")\n')
+    result = kansoku("run", "broken:app", "--port", str(port))
+    assert result.code == 1
+    assert "importing 'broken' failed" in result.stderr
+    assert 'broken.py", line 1, in <module>' in result.stderr
+    assert "RuntimeError: boom at import" in result.stderr
+    assert "serving" not in result.stderr
+    assert "click" not in result.stderr and "uvicorn" not in result.stderr
+
+
+def test_not_an_app_is_named_with_its_type(kansoku: Kansoku, tmp_path: Path, port: int) -> None:
+    """`app = 3`: exit 1, "'m3:app' is an int, not an ASGI application"."""
+    (tmp_path / "m3.py").write_text("app = 3\n")
+    result = kansoku("run", "m3:app", "--port", str(port))
+    assert result.code == 1
+    assert "'m3:app' is an int, not an ASGI application" in result.stderr
+    assert "serving" not in result.stderr
+
+
+@pytest.mark.slow
+def test_serving_line_comes_once_the_app_is_loaded(serve: Serve, tmp_path: Path, port: int) -> None:
+    """The "serving" line is printed by the process that imported the app, with the address."""
+    write_app(tmp_path, "hello", STARLETTE_APP)
+    served = serve("run", "hello:app", "--port", str(port))
+    served.wait_http(f"http://127.0.0.1:{port}/health")
+    assert f"kansoku run: serving hello:app on http://127.0.0.1:{port}; metrics /metrics" in served.stderr
+    assert served.interrupt() == 0

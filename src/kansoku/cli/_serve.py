@@ -101,12 +101,15 @@ def run(target: str, factory: bool, host: str, port: int, workers: int, reload: 
     except _run.LoadError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     check_port_free(host, port)
+    # Each worker says "serving" once it has imported the app: not before, when the import may fail.
+    worker = " (worker {pid})" if workers > 1 else ""
+    banner = (f"kansoku run: serving {target} on http://{host}:{port}{worker}; "
+              f"metrics /metrics, health /health, dashboard {settings.route_prefix}/")
     os.environ.update({_run.ENV_TARGET: target, _run.ENV_FACTORY: "1" if factory else "0",
-                       _run.ENV_APP_DIR: app_path})
+                       _run.ENV_APP_DIR: app_path, _run.ENV_BANNER: banner})
     made_dir = _multiprocess_dir(settings.multiprocess_dir) if workers > 1 else None
-    plural = "s" if workers > 1 else ""
-    warn(f"kansoku run: serving {target} on http://{host}:{port} ({workers} worker{plural}); "
-         f"metrics /metrics, health /health, dashboard {settings.route_prefix}/")
+    if workers > 1:
+        warn(f"kansoku run: starting {workers} workers for {target} on http://{host}:{port}")
     try:
         uvicorn.run("kansoku.runtime.load:create_app", factory=True, host=host, port=port, workers=workers,
                     reload=reload, reload_dirs=[app_path] if reload else None, log_config=None)

@@ -13,16 +13,21 @@ import importlib.util
 import inspect
 import os
 import sys
+import traceback
 from typing import Any, Final, cast
 
 from kansoku.typing import ASGIApp
 
-__all__ = ["ENV_APP_DIR", "ENV_FACTORY", "ENV_TARGET", "LoadError", "create_app", "instrument_app", "load_target"]
+__all__ = [
+    "ENV_APP_DIR", "ENV_BANNER", "ENV_FACTORY", "ENV_TARGET", "LoadError", "create_app", "instrument_app",
+    "load_target",
+]
 
 # How the `kansoku run` process talks to its workers; not settings (underscore: not for users).
 ENV_TARGET: Final = "_KANSOKU_RUN_TARGET"
 ENV_FACTORY: Final = "_KANSOKU_RUN_FACTORY"
 ENV_APP_DIR: Final = "_KANSOKU_RUN_APP_DIR"
+ENV_BANNER: Final = "_KANSOKU_RUN_BANNER"  # printed once the app is loaded: "serving" is then true
 STARTUP_FAILURE: Final = 3  # uvicorn's code: the supervisor stops instead of restarting the worker
 
 
@@ -43,7 +48,11 @@ def create_app() -> ASGIApp:
     except LoadError as exc:
         print(f"kansoku run: {exc}", file=sys.stderr, flush=True)
         sys.exit(STARTUP_FAILURE)
-    return instrument_app(app)
+    instrumented = instrument_app(app)
+    banner = os.environ.get(ENV_BANNER)
+    if banner:
+        print(banner.replace("{pid}", str(os.getpid())), file=sys.stderr, flush=True)
+    return instrumented
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -74,9 +83,11 @@ def load_target(target: str, *, factory: bool = False) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the module itself failed to import something: its traceback is the useful part
+        if exc.name != module_name:  # the module itself failed to import something
+            raise LoadError(_import_failure(module_name, exc)) from None
         raise LoadError(f"no module named {module_name!r}; run from its directory or pass --app-dir") from None
+    except Exception as exc:
+        raise LoadError(_import_failure(module_name, exc)) from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -93,8 +104,21 @@ def load_target(target: str, *, factory: bool = False) -> Any:
     elif _looks_like_factory(obj):
         raise LoadError(f"{target!r} takes no arguments, so it looks like an app factory; pass --factory")
     if not callable(obj):
-        raise LoadError(f"{target!r} is a {type(obj).__name__}, not an ASGI application")
+        kind = type(obj).__name__
+        raise LoadError(f"{target!r} is {_article(kind)} {kind}, not an ASGI application")
     return obj
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _import_failure(module_name: str, exc: BaseException) -> str:
+    """The module's own error, with its traceback cut to the frames of the app's code (no importlib's)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen") and f.filename not in (__file__, importlib.__file__)]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
+    return f"importing {module_name!r} failed:\nTraceback (most recent call last):\n{''.join(lines).rstrip()}"
 
 
 def _looks_like_factory(obj: Any) -> bool:
