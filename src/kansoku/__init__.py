@@ -4,7 +4,7 @@ Structured logs, Prometheus metrics, OpenTelemetry traces, error tracking and al
 built-in dashboard, from one call::
 
     import kansoku
-    kansoku.instrument(app)
+    app = kansoku.instrument(app)       # FastAPI, Starlette, Django, Flask, Litestar, any ASGI or WSGI app
 
 The names below are re-exported lazily, so that `import kansoku` (and the CLI) stay fast.
 """
@@ -31,13 +31,15 @@ if TYPE_CHECKING:
         timed,
         track_business_metric,
     )
-    from kansoku.runtime import add_error_processor, capture_exception, instrument, track_errors
+    from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, track_errors
     from kansoku.runtime.asgi import KansokuMiddleware
+    from kansoku.runtime.wsgi import KansokuWSGIMiddleware
     from kansoku.settings import Settings, load_settings
     from kansoku.tracing import TraceLevel, traced
 
 __all__ = [
     "KansokuMiddleware",
+    "KansokuWSGIMiddleware",
     "MetricConfig",
     "Settings",
     "TraceLevel",
@@ -56,6 +58,7 @@ __all__ = [
     "log_execution_time",
     "memory_profile",
     "register_metric",
+    "set_route",
     "summary",
     "timed",
     "traced",
@@ -66,6 +69,7 @@ __all__ = [
 
 _LAZY = {
     "KansokuMiddleware": "kansoku.runtime.asgi",
+    "KansokuWSGIMiddleware": "kansoku.runtime.wsgi",
     "MetricConfig": "kansoku.metrics",
     "Settings": "kansoku.settings",
     "TraceLevel": "kansoku.tracing",
@@ -81,6 +85,7 @@ _LAZY = {
     "log_execution_time": "kansoku.logs",
     "memory_profile": "kansoku.debug",
     "register_metric": "kansoku.metrics",
+    "set_route": "kansoku.runtime",
     "summary": "kansoku.metrics",
     "timed": "kansoku.metrics",
     "traced": "kansoku.tracing",

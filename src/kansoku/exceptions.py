@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "KansokuError", "MetricDefinitionError", "StoreError"]
+__all__ = ["ConfigError", "KansokuError", "MetricDefinitionError", "ServerErrorResponse", "StoreError"]
 
 
 class KansokuError(Exception):
@@ -23,3 +23,11 @@ class MetricDefinitionError(KansokuError, ValueError):
 
 class StoreError(KansokuError):
     """The store (SQLite or PostgreSQL) could not be reached or written."""
+
+
+class ServerErrorResponse(KansokuError):
+    """Stands for a 5xx response that the app answered without raising (a framework's error page,
+    a failed upstream): kansoku records it as an error event grouped by method, route and status.
+    It is never raised."""
+
+    status_code: int = 500

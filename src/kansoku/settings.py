@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     )
     capture_http_5xx: bool = Field(False, description="Also record raised 5xx HTTPExceptions as errors.")
 
+    # frameworks (issue 15): Django, Flask, Litestar, WSGI
+    capture_5xx_responses: bool = Field(
+        True, description="Record a 5xx response answered without an exception (a framework's error page, "
+        "a failed upstream) as an error event, grouped by method, route and status.",
+    )
+
     # store
     database_url: str = Field("sqlite:///.kansoku/kansoku.db", description="SQLAlchemy URL of the store.")
     retention_days: int = Field(30, ge=1, description="Events and spans older than this are deleted.")

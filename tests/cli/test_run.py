@@ -258,11 +258,11 @@ def test_import_error_exits_1_with_the_apps_traceback_and_no_serving_line(
 
 
 def test_not_an_app_is_named_with_its_type(kansoku: Kansoku, tmp_path: Path, port: int) -> None:
-    """`app = 3`: exit 1, "'m3:app' is an int, not an ASGI application"."""
+    """`app = 3`: exit 1, "'m3:app' is an int (3), not an ASGI or WSGI application"."""
     (tmp_path / "m3.py").write_text("app = 3\n")
     result = kansoku("run", "m3:app", "--port", str(port))
     assert result.code == 1
-    assert "'m3:app' is an int, not an ASGI application" in result.stderr
+    assert "'m3:app' is an int (3), not an ASGI or WSGI application" in result.stderr
     assert "serving" not in result.stderr
 
 

@@ -26,7 +26,7 @@ def _full_registry():  # type: ignore[no-untyped-def]
     metrics = HttpMetrics(registry, settings)
     metrics.observe("GET", "/items/{item_id}", 200, 0.012, 0, 120, trace_id=TRACE_ID)
     metrics.observe("POST", "/orders", 500, 0.3, 2048, 51)
-    metrics.in_progress.track({"method": "GET", "path": "/x"}, "")
+    metrics.in_progress.track(_Live())
 
     @timed(registry=registry)
     def work() -> int:
@@ -85,3 +85,12 @@ def test_counters_end_in_total(name: str) -> None:
     """Counters are exposed with the `_total` suffix Prometheus expects."""
     registry, _worker = _full_registry()
     assert f"\n{name}{{" in generate_latest(registry).decode()
+
+
+class _Live:
+    """A request in progress that no route matched."""
+
+    method = "GET"
+
+    def live_route(self) -> str:
+        return "<unmatched>"

@@ -6,7 +6,9 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -71,22 +73,24 @@ def demo(host: str, port: int, traffic: bool, rate: float, database_url: str | N
               help="Directory to import MODULE from.")
 def run(target: str, factory: bool, host: str, port: int, workers: int, reload: bool,
         env_file: str | None, app_dir: str) -> None:
-    """Run any ASGI app under uvicorn, instrumented, with no change to its code.
+    """Run any ASGI or WSGI app, instrumented, with no change to its code.
 
-    FastAPI and Starlette apps get `kansoku.instrument(app)`; any other ASGI app is wrapped
-    in KansokuMiddleware. /metrics, /health, /ready and the dashboard (/kansoku/) are added;
-    the app's own lifespan runs as before. With --workers N, each worker is instrumented and
-    /metrics adds up every worker's samples.
+    ASGI apps (FastAPI, Starlette, Litestar, Django's asgi.py) run under uvicorn, WSGI apps
+    (Flask, Django's wsgi.py, any WSGI callable) under gunicorn; the app is imported first to
+    tell which. Each gets `kansoku.instrument(app)` and its framework's integration (route
+    templates, the failures it renders itself). /metrics, /health, /ready and the dashboard
+    (/kansoku/) are added; an ASGI app's own lifespan runs as before. With --workers N, each
+    worker is instrumented and /metrics adds up every worker's samples.
 
     \b
     Examples:
       kansoku run myapp:app
+      kansoku run mysite.asgi:application
+      kansoku run flaskapp:app --workers 4 --host 0.0.0.0
       kansoku run myapp.main:create_app --factory --port 9000
-      kansoku run myapp:app --workers 4 --host 0.0.0.0 --env-file prod.env
+      kansoku run myapp:app --workers 4 --env-file prod.env
       kansoku run myapp:app --reload
     """
-    import uvicorn
-
     from kansoku.runtime import load as _run
 
     if reload and workers > 1:
@@ -108,17 +112,44 @@ def run(target: str, factory: bool, host: str, port: int, workers: int, reload: 
     os.environ.update({_run.ENV_TARGET: target, _run.ENV_FACTORY: "1" if factory else "0",
                        _run.ENV_APP_DIR: app_path, _run.ENV_BANNER: banner})
     made_dir = _multiprocess_dir(settings.multiprocess_dir) if workers > 1 else None
-    if workers > 1:
-        warn(f"kansoku run: starting {workers} workers for {target} on http://{host}:{port}")
     try:
-        uvicorn.run("kansoku.runtime.load:create_app", factory=True, host=host, port=port, workers=workers,
-                    reload=reload, reload_dirs=[app_path] if reload else None, log_config=None)
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise CliError(f"{target} did not start: see the error above", EXIT_FAILURE) from None
+        interface = _import_target(_run, target, factory)
+        server = "uvicorn" if interface == "asgi" else "gunicorn"
+        plural = "s" if workers > 1 else ""
+        warn(f"kansoku run: {target} is {'an ASGI' if interface == 'asgi' else 'a WSGI'} app: starting "
+             f"{server} with {workers} worker{plural} on http://{host}:{port}")
+        _serve(_run, interface, target, host=host, port=port, workers=workers, reload=reload, app_path=app_path)
     finally:
         if made_dir is not None:
             shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _import_target(run_module: Any, target: str, factory: bool) -> str:
+    """Import the target to tell ASGI from WSGI; its own import error stops here, before serving."""
+    try:
+        return str(run_module.detect(target, factory=factory))
+    except run_module.LoadError as exc:  # exit 1, as when a worker could not load it (import errors too)
+        raise CliError(str(exc), EXIT_FAILURE) from None
+    except Exception:  # the factory (--factory) failed
+        traceback.print_exc()
+        raise CliError(f"{target} failed to build the app: see the traceback above", EXIT_FAILURE) from None
+
+
+def _serve(run_module: Any, interface: str, target: str, *, host: str, port: int, workers: int, reload: bool,
+           app_path: str) -> None:
+    try:
+        if interface == "wsgi":
+            run_module.serve_wsgi(host=host, port=port, workers=workers, reload=reload)
+            return
+        import uvicorn
+
+        uvicorn.run("kansoku.runtime.load:create_app", factory=True, host=host, port=port, workers=workers,
+                    reload=reload, reload_dirs=[app_path] if reload else None, log_config=None)
+    except run_module.LoadError as exc:
+        raise CliError(str(exc), EXIT_FAILURE) from None
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise CliError(f"{target} did not start: see the error above", EXIT_FAILURE) from None
 
 
 def _load_env_file(path: str) -> None:

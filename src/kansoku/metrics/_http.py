@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics_core import (
@@ -39,6 +39,7 @@ __all__ = [
     "UNMATCHED",
     "HttpMetrics",
     "InProgress",
+    "LiveRequest",
     "RequestStats",
     "histogram_quantile",
     "route_template",
@@ -206,6 +207,16 @@ class _SharedMetrics:
         children[3].observe(response_size)
 
 
+class LiveRequest(Protocol):
+    """A request in progress as `InProgress` counts it (the middlewares' exchanges are ones)."""
+
+    method: str
+
+    def live_route(self) -> str:
+        """The route template as far as known now."""
+        ...
+
+
 class InProgress(Collector):
     """`http_requests_in_progress{method,route}`, counted from the live requests when scraped.
 
@@ -219,7 +230,7 @@ class InProgress(Collector):
                  multiprocess: bool = False, interval: float = 1.0) -> None:
         self._route_label = route_label
         self._interval = interval  # 0: no publishing thread (tests call publish())
-        self._live: dict[int, tuple[Scope, str, str | None]] = {}
+        self._live: dict[int, LiveRequest] = {}
         self._gauge: Gauge | None = None
         self._published: set[tuple[str, str]] = set()
         self._publisher: tuple[int, threading.Thread] | None = None
@@ -231,25 +242,23 @@ class InProgress(Collector):
 
     _HELP = "HTTP requests being answered now."
 
-    def track(self, scope: Scope, root_path: str, route: str | None = None) -> None:
-        """A request started: `root_path` as the server gave it (to template mounted routes), and
-        the route when known already (kansoku's own endpoints)."""
-        self._live[id(scope)] = (scope, root_path, route)
+    def track(self, request: LiveRequest) -> None:
+        """A request started; its route is asked for (`live_route()`) when counted."""
+        self._live[id(request)] = request
         if self._gauge is not None and self._interval and (
                 self._publisher is None or self._publisher[0] != os.getpid()):
             self._start_publisher()
 
-    def untrack(self, scope: Scope) -> None:
+    def untrack(self, request: LiveRequest) -> None:
         """The request finished."""
-        self._live.pop(id(scope), None)
+        self._live.pop(id(request), None)
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Live requests by (method label, route label)."""
         counts: dict[tuple[str, str], int] = {}
-        for scope, root_path, route in list(self._live.values()):  # a copy: requests come and go meanwhile
-            method = scope.get("method", "")
-            key = (method if method in HTTP_METHODS else OTHER_METHOD,
-                   self._route_label(route or route_template(scope, root_path)))
+        for request in list(self._live.values()):  # a copy: requests come and go meanwhile
+            method = request.method
+            key = (method if method in HTTP_METHODS else OTHER_METHOD, self._route_label(request.live_route()))
             counts[key] = counts.get(key, 0) + 1
         return counts
 

@@ -7,8 +7,8 @@ whichever worker gets it, sums the files of all workers. Rules:
 - The directory must be empty when the server starts (`prepare()`; `kansoku run` calls it): files
   of a previous run would be added in.
 - Counters and histograms of a worker that died stay in the sums (totals must never go down);
-  its live gauges (`livesum`/`liveall`, such as requests in progress) are removed. Gunicorn: set
-  `child_exit = kansoku.metrics._multiprocess.child_exit` in gunicorn.conf.py. Uvicorn has no such hook, so
+  its live gauges (`livesum`/`liveall`, such as requests in progress) are removed. Gunicorn: its
+  hooks are in `kansoku.integrations.gunicorn` (`child_exit`). Uvicorn has no such hook, so
   every scrape removes the live gauges of workers that no longer exist (`mark_dead_workers()`).
 - Values computed at scrape time by a collector (process, platform, GC, kansoku's own queues) are
   per process and are not exported in this mode; the system collector (machine-wide) is.
@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-__all__ = ["child_exit", "enabled", "mark_dead_workers", "prepare", "scrape_registry", "setup"]
+__all__ = ["enabled", "mark_dead_workers", "prepare", "scrape_registry", "setup"]
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_FILE = re.compile(r"gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db\Z")
@@ -77,15 +77,6 @@ def mark_dead_workers(directory: Path | str) -> list[int]:
     for pid in sorted(set(dead)):
         mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
     return sorted(set(dead))
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    """Gunicorn's `child_exit` hook: forget the live gauges of the worker that exited."""
-    from kansoku.settings import load_settings
-
-    directory = load_settings().multiprocess_dir
-    if directory is not None:
-        mark_process_dead(worker.pid, str(directory))  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ import functools
 import inspect
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -22,6 +23,7 @@ from kansoku import _safety
 from kansoku.context import propagate_to_threads
 from kansoku.logs import configure_logging, get_logger
 from kansoku.logs import flush as flush_logs
+from kansoku.runtime._exchange import CURRENT, set_route
 from kansoku.settings import Settings, load_settings
 from kansoku.typing import ASGIApp, ErrorProcessor, RequestInfo
 
@@ -31,6 +33,7 @@ __all__ = [
     "capture_exception",
     "current",
     "instrument",
+    "set_route",
     "setup",
     "shutdown",
     "track_errors",
@@ -254,30 +257,55 @@ def shutdown(timeout: float = 10.0) -> None:
 
 
 def instrument(app: Any, **overrides: Any) -> Any:
-    """Instrument an ASGI app: middleware, /metrics, /health, /ready, dashboard and API, lifespan.
+    """Instrument an ASGI or WSGI app: middleware, /metrics, /health, /ready, dashboard and API.
 
-    FastAPI and Starlette apps are changed in place (and returned); any other ASGI callable is
-    returned wrapped, so `app = kansoku.instrument(app)` works for every kind. A second call on the
-    same app returns it unchanged.
+    Write `app = kansoku.instrument(app)`: FastAPI, Starlette, Flask and Litestar apps are changed
+    in place (and returned); Django's handlers and any other ASGI or WSGI callable are returned
+    wrapped, and a wrapped app whose result is dropped is reported at once. The integration of
+    the app's framework (`kansoku.integrations`) adds its route templates and the failures it
+    renders itself. An object that is neither ASGI nor WSGI raises TypeError naming it. A second
+    call on the same app returns it unchanged.
     """
+    from kansoku import integrations
     from kansoku.runtime.asgi import KansokuMiddleware
+    from kansoku.runtime.wsgi import KansokuWSGIMiddleware
 
-    state = getattr(app, "state", None)
-    if getattr(state, "kansoku", None) is not None or isinstance(app, KansokuMiddleware):
+    integration = integrations.find(app)
+    if isinstance(app, KansokuMiddleware | KansokuWSGIMiddleware) or (
+            integration is not None and integration.instrumented(app)):
         return app
+    interface = integrations.interface_of(app)  # raises for anything else, before any setup
     title = getattr(app, "title", None)
+    title = title if isinstance(title, str) else None
     service = None if overrides.get("service_name") else (title if title and title != "FastAPI" else None)
     runtime = setup(service=service, **overrides) if overrides or _current is None else _current
-    if hasattr(app, "add_middleware") and state is not None:
-        telemetry = getattr(app, "_telemetry", None)
-        if isinstance(telemetry, dict) and runtime.request_tracer is not None:
-            # FastAPI's native telemetry would open a second server span (and three more per
-            # request) once kansoku sets the global tracer provider: kansoku's span replaces it.
-            telemetry["tracing"] = False
-        app.add_middleware(KansokuMiddleware, runtime=runtime)
-        state.kansoku = runtime
-        return app
-    return KansokuMiddleware(app, runtime=runtime)
+    if integration is not None:
+        result = integration.instrument(app, runtime)
+    elif interface == "asgi":
+        result = KansokuMiddleware(app, runtime=runtime)
+    else:
+        result = KansokuWSGIMiddleware(app, runtime=runtime)
+    if result is not app:
+        _report_if_dropped(result, app)
+    return result
+
+
+def _report_if_dropped(wrapper: Any, app: Any) -> None:
+    """Say so when the wrapper `instrument()` returned is dropped unused (`kansoku.instrument(app)`
+    instead of `app = kansoku.instrument(app)`): the app would serve with no kansoku at all."""
+    name = f"{type(app).__module__}.{type(app).__qualname__}"
+
+    def dropped() -> None:
+        message = (f"kansoku.instrument() wrapped a {name} and the result was dropped, so kansoku observes "
+                   "nothing: write `app = kansoku.instrument(app)` and serve the result")
+        _log.error(message)
+        import sys
+
+        print(f"kansoku: {message}", file=sys.stderr, flush=True)
+
+    finalizer = weakref.finalize(wrapper, dropped)
+    finalizer.atexit = False  # dropped at exit is not dropped
+    wrapper.served = finalizer.detach  # the first request (or lifespan) detaches it
 
 
 def add_error_processor(processor: ErrorProcessor) -> None:
@@ -288,7 +316,10 @@ def add_error_processor(processor: ErrorProcessor) -> None:
 def capture_exception(exc: BaseException | None = None, **context: Any) -> str:
     """Record an exception (default: the one being handled); returns the event id.
 
-    Without `instrument()` the error is only logged (with the id), not stored.
+    Inside a request, the event carries the request (method, route template, path, client) and
+    the request's span records the error if it answers 5xx; the request then makes no second
+    event for its 5xx. This is how a framework adapter reports a failure the framework renders
+    as an error page itself. Without `instrument()` the error is only logged (with the id).
     """
     if exc is None:
         import sys
@@ -296,6 +327,11 @@ def capture_exception(exc: BaseException | None = None, **context: Any) -> str:
         exc = sys.exc_info()[1]
         if exc is None:
             raise ValueError("capture_exception() needs an exception, or to be called inside an except block")
+    exchange = CURRENT.get()
+    if exchange is not None and "request" not in context:
+        context.setdefault("mechanism", "manual")
+        context.setdefault("handled", True)
+        return exchange.recorder.capture(exchange, exc, **context)
     runtime = _current
     if runtime is not None:
         return runtime.capture_exception(exc, **context)

@@ -32,6 +32,7 @@ from kansoku.typing import Receive, Scope, Send
 
 __all__ = [
     "Check",
+    "Denial",
     "MetricsEndpoint",
     "Readiness",
     "ReadyEndpoint",
@@ -39,6 +40,7 @@ __all__ = [
     "in_networks",
     "parse_networks",
     "queue_check",
+    "ready_report",
     "send_json",
 ]
 
@@ -118,18 +120,24 @@ class ReadyEndpoint:
         results: dict[str, str | None] = {"checks": f"did not finish within {self.timeout:g}s"}
         with anyio.move_on_after(self.timeout):
             results = await anyio.to_thread.run_sync(self.readiness.results, abandon_on_cancel=True)
-        failing = {name: problem for name, problem in results.items() if problem is not None}
-        # /ready is open to orchestrators like /health: a problem text (a driver's error, say) is
-        # scrubbed before it leaves, in case it quotes a connection string.
-        body: dict[str, Any] = {"status": "unavailable" if failing else "ok",
-                "checks": {name: _REDACT.redact_text(problem) if problem else "ok"
-                           for name, problem in sorted(results.items())}}
-        if failing:
-            body["failing"] = sorted(failing)
-        await send_json(send, 503 if failing else 200, body, head=scope["method"] == "HEAD")
+        status, body = ready_report(results)
+        await send_json(send, status, body, head=scope["method"] == "HEAD")
 
 
-_Denial = tuple[int, str, list[tuple[bytes, bytes]]]
+def ready_report(results: dict[str, str | None]) -> tuple[int, dict[str, Any]]:
+    """The /ready status and body for the checks' results: 200, or 503 naming the failing ones."""
+    failing = {name: problem for name, problem in results.items() if problem is not None}
+    # /ready is open to orchestrators like /health: a problem text (a driver's error, say) is
+    # scrubbed before it leaves, in case it quotes a connection string.
+    body: dict[str, Any] = {"status": "unavailable" if failing else "ok",
+                            "checks": {name: _REDACT.redact_text(problem) if problem else "ok"
+                                       for name, problem in sorted(results.items())}}
+    if failing:
+        body["failing"] = sorted(failing)
+    return (503 if failing else 200), body
+
+
+Denial = tuple[int, str, list[tuple[bytes, bytes]]]
 
 
 class MetricsEndpoint:
@@ -151,7 +159,7 @@ class MetricsEndpoint:
         """Check access, then render in a thread (collectors may read files and take locks)."""
         headers = _headers(scope, (b"accept", b"accept-encoding", b"authorization"))
         head = scope["method"] == "HEAD"
-        denied = self._denied(scope, headers.get(b"authorization", b""))
+        denied = self.denied(self._client_of(scope), headers.get(b"authorization", b""))
         if denied is not None:
             status, error, extra = denied
             await send_json(send, status, {"error": error}, head=head, headers=extra)
@@ -173,8 +181,9 @@ class MetricsEndpoint:
             headers.append((b"content-encoding", b"gzip"))
         return body, headers
 
-    def _denied(self, scope: Scope, authorization: bytes) -> _Denial | None:
-        if self._allow and not in_networks(self._client_of(scope), self._allow):
+    def denied(self, client: str, authorization: bytes) -> Denial | None:
+        """Why `client` with this Authorization header may not scrape (status, error, headers), or None."""
+        if self._allow and not in_networks(client, self._allow):
             return 403, "forbidden", []
         if self._token is not None:
             scheme, _, given = authorization.partition(b" ")

@@ -1,9 +1,15 @@
-"""The app that `kansoku run` hands to uvicorn: the user's app, imported in each worker, instrumented.
+"""The app that `kansoku run` serves: the user's app, imported in each worker, instrumented.
 
-`kansoku run myapp:app --workers 4` cannot pass an app object to worker processes, so it serves
-the factory `kansoku.runtime.load:create_app` and tells it the target through environment variables that
-every worker inherits. Each worker imports the target, instruments it (once: an app that already
-called `kansoku.instrument` is left as it is), and serves it; the app's own lifespan runs as before.
+`kansoku run myapp:app --workers 4` cannot pass an app object to worker processes, so it tells
+them the target through environment variables that every worker inherits. An ASGI app is served
+by uvicorn through the factory `kansoku.runtime.load:create_app`; a WSGI app (Flask, Django's
+`wsgi.py`) by gunicorn (`serve_wsgi`), whose workers call `create_wsgi_app`. Each worker imports
+the target, instruments it (once: an app that already called `kansoku.instrument` is left as it
+is), and serves it; an ASGI app's own lifespan runs as before.
+
+`kansoku run` imports the target once itself first (`detect`), to tell ASGI from WSGI and to stop
+with the import's own error before anything is served. Gunicorn forks its workers from that
+process, as with its `--preload`; kansoku builds its runtime in each worker, after the fork.
 """
 
 from __future__ import annotations
@@ -16,12 +22,11 @@ import sys
 import traceback
 from typing import Any, Final, cast
 
+from kansoku.integrations import Interface, interface_of
 from kansoku.typing import ASGIApp
 
-__all__ = [
-    "ENV_APP_DIR", "ENV_BANNER", "ENV_FACTORY", "ENV_TARGET", "LoadError", "create_app", "instrument_app",
-    "load_target",
-]
+__all__ = ["ENV_APP_DIR", "ENV_BANNER", "ENV_FACTORY", "ENV_TARGET", "LoadError", "create_app", "create_wsgi_app",
+           "detect", "instrument_app", "load_target", "serve_wsgi"]
 
 # How the `kansoku run` process talks to its workers; not settings (underscore: not for users).
 ENV_TARGET: Final = "_KANSOKU_RUN_TARGET"
@@ -37,6 +42,15 @@ class LoadError(Exception):
 
 def create_app() -> ASGIApp:
     """Import the target named by `kansoku run` and return it instrumented (uvicorn factory)."""
+    return cast(ASGIApp, _load_from_environment())
+
+
+def create_wsgi_app() -> Any:
+    """Import the target named by `kansoku run` and return it instrumented (in a gunicorn worker)."""
+    return _load_from_environment()
+
+
+def _load_from_environment() -> Any:
     target = os.environ.get(ENV_TARGET)
     if not target:
         sys.exit("kansoku.runtime.load serves the app named by `kansoku run module:app`; start it that way")
@@ -53,6 +67,11 @@ def create_app() -> ASGIApp:
     if banner:
         print(banner.replace("{pid}", str(os.getpid())), file=sys.stderr, flush=True)
     return instrumented
+
+
+def detect(target: str, *, factory: bool = False) -> Interface:
+    """Import the target (calling the factory) and tell whether it is an ASGI or a WSGI app."""
+    return interface_of(load_target(target, factory=factory))
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -94,7 +113,7 @@ def load_target(target: str, *, factory: bool = False) -> Any:
             obj = getattr(obj, part)
         except AttributeError:
             raise LoadError(
-                f"module {module_name!r} has no attribute {attr!r}; name the ASGI app object "
+                f"module {module_name!r} has no attribute {attr!r}; name the ASGI or WSGI app object "
                 f"(for example '{module_name}:app'), or an app factory with --factory"
             ) from None
     if factory:
@@ -103,14 +122,22 @@ def load_target(target: str, *, factory: bool = False) -> Any:
         obj = obj()
     elif _looks_like_factory(obj):
         raise LoadError(f"{target!r} takes no arguments, so it looks like an app factory; pass --factory")
-    if not callable(obj):
+    try:
+        interface_of(obj)
+    except TypeError:
         kind = type(obj).__name__
-        raise LoadError(f"{target!r} is {_article(kind)} {kind}, not an ASGI application")
+        raise LoadError(f"{target!r} is {_article(kind)} {kind} ({_short(obj)}), not an ASGI or WSGI application; "
+                        "name the app object, for example 'mysite.wsgi:application' or 'main:app'") from None
     return obj
 
 
 def _article(word: str) -> str:
     return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def _short(obj: Any) -> str:
+    shown = repr(obj)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _import_failure(module_name: str, exc: BaseException) -> str:
@@ -127,11 +154,36 @@ def _looks_like_factory(obj: Any) -> bool:
     return not inspect.signature(obj).parameters
 
 
-def instrument_app(app: Any) -> ASGIApp:
-    """`app` with kansoku around it: changed in place (FastAPI, Starlette) or wrapped (any ASGI app).
+def instrument_app(app: Any) -> Any:
+    """`app` with kansoku around it: changed in place (FastAPI, Starlette, Flask, Litestar) or wrapped.
 
     An app that called `kansoku.instrument` itself at import is returned as it is.
     """
     import kansoku
 
-    return cast(ASGIApp, kansoku.instrument(app))
+    return kansoku.instrument(app)
+
+
+def serve_wsgi(*, host: str, port: int, workers: int, reload: bool = False) -> None:
+    """Serve the target named in the environment with gunicorn (sync workers); returns at shutdown."""
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        raise LoadError("serving a WSGI app needs gunicorn: pip install 'kansoku[gunicorn]'") from None
+    from kansoku.integrations import gunicorn as hooks
+
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    options = {"bind": [bind], "workers": workers, "reload": reload, "child_exit": hooks.child_exit,
+               "accesslog": None, "proc_name": f"kansoku run {os.environ.get(ENV_TARGET, '')}"}
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn's documented custom application
+        def load_config(self) -> None:
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn 25.1+: one per machine
+                options["control_socket_disable"] = True  # by default; `kansoku run` needs none
+            for name, value in options.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Any:
+            return create_wsgi_app()
+
+    Gunicorn().run()

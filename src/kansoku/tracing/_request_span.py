@@ -8,6 +8,7 @@ sampling decision and a context switch, and nothing more.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 from opentelemetry.context import Context
@@ -20,7 +21,7 @@ from kansoku.settings import Settings
 from kansoku.tracing._spans import LightSpan, LightTracer, current_context, record_error, restore, use_span
 from kansoku.typing import Scope
 
-__all__ = ["RequestTracer", "request_attributes"]
+__all__ = ["RequestTracer", "request_attributes", "wsgi_request_attributes"]
 
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
                              "QUERY"})
@@ -46,30 +47,48 @@ class RequestTracer:
         self._propagator = TraceContextTextMapPropagator()
 
     def start(self, scope: Scope) -> LightSpan | None:
-        """Start the request's span and make it current; None when tracing is off."""
-        tracer = self._tracer
-        if tracer._processor is None:  # the SDK is disabled
+        """Start the request's span (an ASGI scope) and make it current; None when tracing is off."""
+        if self._tracer._processor is None:  # the SDK is disabled
             return None
         headers = scope.get("headers") or ()
-        parent_context = None
+        parent = None
         for key, _ in headers:  # only this header is needed now; the rest when the span is handed on
             if key == b"traceparent":
-                parent_context = self._continue(headers)
+                parent = self._propagator.extract({key.decode(): value.decode("latin-1") for key, value in headers
+                                                   if key in (b"traceparent", b"tracestate")})
                 break
+        return self._start(str(scope.get("method", "GET")), parent, request_attributes, scope)
+
+    def start_wsgi(self, environ: Mapping[str, Any]) -> LightSpan | None:
+        """Start the request's span (a WSGI environ) and make it current; None when tracing is off."""
+        if self._tracer._processor is None:
+            return None
+        parent = None
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        if traceparent is not None:
+            carrier = {"traceparent": traceparent}
+            if "HTTP_TRACESTATE" in environ:
+                carrier["tracestate"] = environ["HTTP_TRACESTATE"]
+            parent = self._propagator.extract(carrier)
+        return self._start(str(environ.get("REQUEST_METHOD", "GET")), parent, wsgi_request_attributes, environ)
+
+    def _start(self, method: str, parent_context: Context | None, attributes: Any, source: Any) -> LightSpan:
+        tracer = self._tracer
         if parent_context is None:
             parent_context = current_context()
-        method = str(scope.get("method", "GET"))
         span = tracer.start_span(method if method in _METHODS else "HTTP", SpanKind.SERVER, parent_context)
         if span._attributes is not None:
-            span._request = (request_attributes, scope, method)
+            span._request = (attributes, source, method)
         span.token = use_span(span, parent_context)
         return span
 
-    def _continue(self, headers: Any) -> Context:
-        """The context of the W3C `traceparent` and `tracestate` headers."""
-        carrier = {key.decode(): value.decode("latin-1") for key, value in headers
-                   if key in (b"traceparent", b"tracestate")}
-        return self._propagator.extract(carrier)
+    @staticmethod
+    def leave(handle: LightSpan | None) -> None:
+        """Restore the context the span was started in, before the span ends (a WSGI body streams
+        after the app returned: the span ends when the body is done, the context is left now)."""
+        if handle is not None and handle.token is not None:
+            restore(handle.token)
+            handle.token = None
 
     def finish(
         self, handle: LightSpan | None, status: int, route: str | None, exc: BaseException | None
@@ -90,7 +109,9 @@ class RequestTracer:
             else:
                 handle.end()
         finally:
-            restore(handle.token)
+            if handle.token is not None:
+                restore(handle.token)
+                handle.token = None
 
 
 def request_attributes(scope: Scope, method: str) -> dict[str, Any]:
@@ -122,6 +143,33 @@ def request_attributes(scope: Scope, method: str) -> dict[str, Any]:
         attributes["server.address"], attributes["server.port"] = server[0], server[1]
     if agent is not None:
         attributes["user_agent.original"] = agent.decode("latin-1")
+    return attributes
+
+
+def wsgi_request_attributes(environ: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The HTTP server semantic conventions of a WSGI request (PEP 3333's environ keys)."""
+    attributes: dict[str, Any] = {
+        "http.request.method": method if method in _METHODS else "_OTHER",
+        "url.path": str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")),
+        "url.scheme": environ.get("wsgi.url_scheme", "http"),
+        "network.protocol.version": str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")).partition("/")[2] or "1.1",
+    }
+    if method not in _METHODS:
+        attributes["http.request.method_original"] = method
+    if environ.get("REMOTE_ADDR"):
+        attributes["client.address"] = environ["REMOTE_ADDR"]
+    host = environ.get("HTTP_HOST")
+    if host:
+        address, port = _split_host(host)
+        attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+    elif environ.get("SERVER_NAME"):
+        attributes["server.address"] = environ["SERVER_NAME"]
+        if str(environ.get("SERVER_PORT", "")).isdigit():
+            attributes["server.port"] = int(environ["SERVER_PORT"])
+    if environ.get("HTTP_USER_AGENT"):
+        attributes["user_agent.original"] = environ["HTTP_USER_AGENT"]
     return attributes
 
 
