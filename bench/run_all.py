@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("logging", ["logging/bench_logging.py"], ["--rounds", "3"]),
     ("http", ["http/bench_http.py"], ["--quick"]),
+    ("wsgi", ["wsgi/bench_wsgi.py"], ["--quick"]),
     ("errors", ["errors/bench_errors.py"], []),
     ("alerts", ["alerts/bench_alerts.py"], []),
     ("dashboard", ["dashboard/bench_dashboard.py"], []),

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
     capture_http_5xx: bool = Field(False, description="Also record raised 5xx HTTPExceptions as errors.")
 
-    # frameworks (issue 15): Django, Flask, Litestar, WSGI
+    # frameworks: Django, Flask, Litestar and any WSGI app
     capture_5xx_responses: bool = Field(
         True, description="Record a 5xx response answered without an exception (a framework's error page, "
         "a failed upstream) as an error event, grouped by method, route and status.",

@@ -23,7 +23,7 @@ from kansoku.testing import isolated_runtime
 @pytest.fixture
 def real_runtime(tmp_path: Path) -> Iterator[Any]:
     """The real runtime on a throwaway SQLite store, current for the test."""
-    with isolated_runtime(tmp_path, log_level="WARNING") as runtime:
+    with isolated_runtime(tmp_path) as runtime:
         yield runtime
 
 
@@ -160,3 +160,30 @@ async def test_litestar_in_place_route_and_one_event_for_its_500(real_runtime: A
     for route, status in (("/items/{item_id}", "200"), ("<unmatched>", "404")):
         labels = {"method": "GET", "route": route, "status": status}
         assert real_runtime.registry.get_sample_value("http_requests_total", labels) == 1.0
+
+
+def test_the_documented_falcon_adapter(real_runtime: Any) -> None:
+    """docs/frameworks/other.md's two calls: Falcon's route template and its 500 as one event."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "apps"))
+    try:
+        from falconapp import build  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    app = build()
+    client = Client(app)
+    try:
+        assert client.get("/items/9", buffered=True).json == {"item": "9"}
+        failed = client.get("/boom", buffered=True)
+        [group] = stored_groups(real_runtime)
+    finally:
+        app.close()
+    assert failed.status_code == 500 and failed.json["title"] == "500 Internal Server Error"
+    event = group["events"][0]
+    assert (event["exception_type"], event["mechanism"], event["request"]["route"]) == (
+        "ValueError", "falcon", "/boom")
+    labels = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert real_runtime.registry.get_sample_value("http_requests_total", labels) == 1.0
+    assert real_runtime.registry.get_sample_value(
+        "http_requests_total", {"method": "GET", "route": "/boom", "status": "500"}) == 1.0

@@ -38,6 +38,7 @@ __all__ = ["instrument", "instrumented", "route_template", "user_of"]
 _NAMED_GROUP: Final = re.compile(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")  # (?P<year>[0-9]{4}), one nesting
 _REGEX_NOISE: Final = re.compile(r"\\[AZ]|[\^$?]|\\(?=[./-])")
 _RESOLVING: Final = "_kansoku_resolving"
+_TEMPLATES: dict[str, str] = {}
 
 
 def instrumented(app: Any) -> bool:
@@ -53,7 +54,10 @@ def instrument(app: Any, runtime: Any) -> KansokuMiddleware | KansokuWSGIMiddlew
         match = resolve(request)
         route = getattr(match, "route", None)
         if isinstance(route, str):
-            set_route(route_template(route))
+            template = _TEMPLATES.get(route)
+            if template is None:
+                template = _TEMPLATES[route] = route_template(route)  # bounded: the project's routes
+            set_route(template)
         return match
 
     app.resolve_request = resolve_request

@@ -2,14 +2,16 @@
 
 Changed in place, so `kansoku.instrument(app)` works with or without using its result: the
 WSGI middleware goes in as `app.wsgi_app` (Flask's own place for WSGI middleware), so Flask's
-request context and `g` are those of the request kansoku observes. Two of Flask's signals, for
-this app only:
+request context and `g` are those of the request kansoku observes.
 
-- `request_started`: the matched rule, blueprint prefix included (`/shop/items/<int:item_id>`),
-  becomes the route `/shop/items/{item_id}`;
-- `got_request_exception`: the exception Flask is about to turn into its 500 page is captured
-  with its traceback, the request, and the endpoint and blueprint as tags. The page itself is
-  Flask's, unchanged (and with `PROPAGATE_EXCEPTIONS`, the middleware answers the JSON 500).
+- The route: the rule Flask matched, blueprint prefix included (`/shop/items/<int:item_id>`), is
+  the route `/shop/items/{item_id}` (converted once per rule). It is read from the request
+  Werkzeug keeps in the environ (`werkzeug.request`) when Flask starts its response, before Flask
+  lets go of it, so it costs nothing while the view runs (a signal would cost a dispatch).
+- Failures: `got_request_exception` (for this app only): the exception Flask is about to turn
+  into its 500 page is captured with its traceback, the request, and the endpoint and blueprint
+  as tags. The page itself is Flask's, unchanged (and with `PROPAGATE_EXCEPTIONS`, the
+  middleware answers the JSON 500).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any
 import flask
 
 from kansoku.integrations import braces
-from kansoku.runtime import capture_exception, set_route
+from kansoku.runtime import capture_exception
 from kansoku.runtime.wsgi import KansokuWSGIMiddleware
 
-__all__ = ["instrument", "instrumented"]
+__all__ = ["instrument", "instrumented", "route_of"]
 
 
 def instrumented(app: flask.Flask) -> bool:
@@ -32,17 +34,24 @@ def instrumented(app: flask.Flask) -> bool:
 
 def instrument(app: flask.Flask, runtime: Any) -> flask.Flask:
     """Wrap the app's `wsgi_app` and connect the two signals (in place)."""
-    app.wsgi_app = KansokuWSGIMiddleware(app.wsgi_app, runtime=runtime)  # type: ignore[method-assign]
-    flask.request_started.connect(_route, app)
+    app.wsgi_app = KansokuWSGIMiddleware(app.wsgi_app, runtime=runtime,  # type: ignore[method-assign]
+                                         route_of=route_of)
     flask.got_request_exception.connect(_failed, app)
     return app
 
 
-def _route(sender: flask.Flask, **extra: Any) -> None:
-    """The rule Flask matched for this request (none for a 404 or 405)."""
-    rule = flask.request.url_rule
-    if rule is not None:
-        set_route(braces(rule.rule))
+def route_of(environ: dict[str, Any]) -> str | None:
+    """The template of the rule Flask matched for the request of `environ`; None for a 404 or 405."""
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+    if rule is None:
+        return None
+    template = _TEMPLATES.get(rule.rule)
+    if template is None:
+        template = _TEMPLATES[rule.rule] = braces(rule.rule)  # bounded: the app's own rules
+    return template
+
+
+_TEMPLATES: dict[str, str] = {}
 
 
 def _failed(sender: flask.Flask, exception: BaseException, **extra: Any) -> None:

@@ -36,6 +36,7 @@ from typing import Any, Final
 import orjson
 
 from kansoku.context import _CONTEXT
+from kansoku.metrics._http import UNMATCHED
 from kansoku.runtime._exchange import CURRENT, Exchange, Recorder, client_address, internal_error, new_request_id
 from kansoku.runtime.endpoints import MetricsEndpoint, ready_report
 from kansoku.typing import IdFactory
@@ -57,11 +58,13 @@ class KansokuWSGIMiddleware:
     """Observe every request of the WSGI app `app`; see the module docstring for what it does.
 
     `runtime` is the configured kansoku (what `instrument()` passes); without one, the middleware
-    sets one up from `settings`, like `KansokuMiddleware`.
+    sets one up from `settings`, like `KansokuMiddleware`. `route_of` reads the route template
+    from the environ (None: not known), when the app starts its response or when asked before
+    (Flask's integration passes one); or the app names it with `kansoku.set_route`.
     """
 
     def __init__(self, app: WSGIApp, runtime: Any = None, *, new_id: IdFactory = new_request_id,
-                 **settings: Any) -> None:
+                 route_of: Callable[[Environ], str | None] | None = None, **settings: Any) -> None:
         if runtime is None:
             from kansoku.runtime import setup
 
@@ -69,7 +72,7 @@ class KansokuWSGIMiddleware:
         elif settings:
             raise TypeError(f"settings {sorted(settings)} go to the runtime, not to "
                             "KansokuWSGIMiddleware(runtime=...)")
-        self.app, self.runtime = app, runtime
+        self.app, self.runtime, self.route_of = app, runtime, route_of
         self._recorder = recorder = Recorder(runtime, new_id=new_id)
         config = runtime.settings
         self._id_name = config.request_id_header
@@ -210,13 +213,23 @@ class _WSGIExchange(Exchange):
         self.own = self.done = False
         self.headers: list[tuple[str, str]] = []
 
+    def live_route(self) -> str:
+        """The route named by the app (`set_route`), else the one read from the environ."""
+        route = self.route
+        if route is None:
+            route_of = self.middleware.route_of
+            route = None if route_of is None else route_of(self.environ)
+        return route or UNMATCHED
+
     def client(self) -> str:
         """The client's address (the peer, or the hop before the trusted proxies)."""
         return self.middleware.client(self.environ)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
                        ) -> Callable[[bytes], object]:
-        """Note the status; put the request id header on the response."""
+        """Note the status and the route; put the request id header on the response."""
+        if self.route is None and self.middleware.route_of is not None:
+            self.route = self.middleware.route_of(self.environ)  # the app still holds its request now
         code = status[:3]
         self.status = int(code) if code.isdigit() else 0
         name = self.middleware._id_name
