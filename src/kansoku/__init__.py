@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from kansoku.runtime.asgi import KansokuMiddleware
     from kansoku.runtime.wsgi import KansokuWSGIMiddleware
     from kansoku.settings import Settings, load_settings
-    from kansoku.tracing import TraceLevel, traced
+    from kansoku.tracing import TraceLevel, instrument_engine, traced
 
 __all__ = [
     "KansokuMiddleware",
@@ -53,6 +53,7 @@ __all__ = [
     "get_logger",
     "histogram",
     "instrument",
+    "instrument_engine",
     "load_settings",
     "log_database_operation",
     "log_execution_time",
@@ -80,6 +81,7 @@ _LAZY = {
     "get_logger": "kansoku.logs",
     "histogram": "kansoku.metrics",
     "instrument": "kansoku.runtime",
+    "instrument_engine": "kansoku.tracing",
     "load_settings": "kansoku.settings",
     "log_database_operation": "kansoku.logs",
     "log_execution_time": "kansoku.logs",

@@ -39,6 +39,7 @@ from kansoku.alerts.render import Notification, combine, probe_notification
 from kansoku.alerts.rules import AlertingConfig, load_alerting
 from kansoku.logs import get_logger
 from kansoku.settings import Settings
+from kansoku.tracing import untraced
 from kansoku.typing import Clock
 
 __all__ = ["Dispatcher", "TestResult", "send_test"]
@@ -200,7 +201,8 @@ async def _attempt(channel: Channel, note: Notification) -> Outcome:
     started = time.perf_counter()
     before = set(note["done"])
     try:
-        ref = await asyncio.wait_for(channel.send(note), timeout=channel.timeout)
+        with untraced():  # kansoku's own HTTP calls are not the app's traffic (no client spans)
+            ref = await asyncio.wait_for(channel.send(note), timeout=channel.timeout)
         outcome = Outcome(True, ref=ref)
     except DeliveryError as exc:  # a channel's own error already names the recipients it missed
         outcome = Outcome(False, str(exc), exc.status_code, exc.retry_after, exc.permanent)

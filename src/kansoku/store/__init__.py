@@ -22,10 +22,14 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from kansoku.exceptions import ConfigError
 from kansoku.settings import Settings
 
-__all__ = ["Store", "create_store_engine", "normalise_url", "write_transaction"]
+__all__ = ["UNTRACED_OPTION", "Store", "create_store_engine", "normalise_url", "write_transaction"]
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 _IMMEDIATE: Final = "kansoku_immediate"
+UNTRACED_OPTION: Final = "kansoku_untraced"
+"""An execution option: queries on a connection that carries it make no SQL span (every store
+engine has it, so kansoku's own writes never show up in the app's traces)."""
+_OPTIONS: Final = {UNTRACED_OPTION: True}
 
 
 def normalise_url(url: str) -> str:
@@ -54,8 +58,10 @@ def create_store_engine(url: str) -> Engine:
                 "pip install 'kansoku[postgres]'"
             ) from None
         return _fork_safe(create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                                        json_serializer=_json_dumps, json_deserializer=orjson.loads))
-    engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads)
+                                        json_serializer=_json_dumps, json_deserializer=orjson.loads,
+                                        execution_options=_OPTIONS))
+    engine = create_engine(url, json_serializer=_json_dumps, json_deserializer=orjson.loads,
+                           execution_options=_OPTIONS)
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine, in_memory=parsed.database in (None, "", ":memory:"))
     return _fork_safe(engine)

@@ -37,10 +37,12 @@ from sqlalchemy import Engine
 from kansoku import debug
 from kansoku.exceptions import ConfigError
 from kansoku.logs import get_logger
+from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.tracing._request_span import RequestTracer
 from kansoku.tracing._span_store import SpanStoreCollector, StoreSpanExporter, StoreSpanProcessor
 from kansoku.tracing._spans import LightSpan, LightTracer, current_context
+from kansoku.tracing._sql import instrument_engine, start_sql_tracing, stop_sql_tracing, untraced
 from kansoku.tracing._traced import TraceLevel, configure_traced, traced
 from kansoku.typing import EventDict
 
@@ -57,17 +59,18 @@ __all__ = [
     "configure_tracing",
     "current_trace_ids",
     "inject_headers",
+    "instrument_engine",
     "instrument_libraries",
     "reset",
     "traced",
     "traces_url",
     "uninstrument_libraries",
+    "untraced",
 ]
 
 _INSTRUMENTORS: Final = {
     "httpx": ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
     "requests": ("opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
-    "sqlalchemy": ("opentelemetry.instrumentation.sqlalchemy", "SQLAlchemyInstrumentor"),
 }
 _active_instrumentors: list[Any] = []
 log = get_logger("kansoku.tracing")
@@ -188,10 +191,15 @@ def traces_url(endpoint: str) -> str:
 
 
 def instrument_libraries(settings: Settings, provider: TracerProvider) -> list[str]:
-    """Switch on the official instrumentors the settings ask for; returns their names."""
+    """Switch on the instrumentations the settings ask for; returns their names.
+
+    httpx and requests: the official instrumentors. SQLAlchemy: kansoku's own listeners
+    (`kansoku.tracing._sql`), which also serve `instrument_engine()` with the setting off.
+    """
+    redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii, max_string=settings.max_string_length)
+    start_sql_tracing(provider, redactor, every_engine=settings.instrument_sqlalchemy)
     wanted = [name for name, on in (("httpx", settings.instrument_httpx),
-                                    ("requests", settings.instrument_requests),
-                                    ("sqlalchemy", settings.instrument_sqlalchemy)) if on]
+                                    ("requests", settings.instrument_requests)) if on]
     for name in wanted:
         module_name, class_name = _INSTRUMENTORS[name]
         try:
@@ -211,11 +219,12 @@ def instrument_libraries(settings: Settings, provider: TracerProvider) -> list[s
                         library=name, conflict=str(conflict))
         instrumentor.instrument(tracer_provider=provider, skip_dep_check=True)
         _active_instrumentors.append(instrumentor)
-    return wanted
+    return [*wanted, "sqlalchemy"] if settings.instrument_sqlalchemy else wanted
 
 
 def uninstrument_libraries() -> None:
     """Undo `instrument_libraries` (the instrumentors patch library classes process-wide)."""
+    stop_sql_tracing()
     while _active_instrumentors:
         instrumentor = _active_instrumentors.pop()
         if instrumentor.is_instrumented_by_opentelemetry:
