@@ -142,3 +142,116 @@ def served(app: Any) -> Iterator[str]:
 def serve_app() -> Callable[[Any], AbstractContextManager[str]]:
     """`with serve_app(app) as base_url:` runs the app on a real server for the block."""
     return served
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP receiver on 127.0.0.1 that decodes the protobuf of traces, metrics and logs."""
+
+    def __init__(self) -> None:
+        import gzip
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        kinds: dict[str, tuple[Any, Any]] = {
+            "/v1/traces": (trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse),
+            "/v1/metrics": (metrics_service_pb2.ExportMetricsServiceRequest,
+                            metrics_service_pb2.ExportMetricsServiceResponse),
+            "/v1/logs": (logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse),
+        }
+        self.requests: list[tuple[str, dict[str, str], Any]] = []  # (path, headers, decoded request)
+        self.status = 200  # what to answer (a test can make the receiver fail)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                path = self.path.split("?")[0]
+                request_type, response_type = kinds.get(path, kinds["/v1/traces"])
+                receiver.requests.append((path, {k.lower(): v for k, v in self.headers.items()},
+                                          request_type.FromString(body)))
+                out = response_type().SerializeToString()
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        """The base URL (append /v1/traces, /v1/metrics, /v1/logs)."""
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def of(self, path: str) -> list[Any]:
+        """The decoded requests that came to `path`."""
+        return [request for p, _, request in self.requests if p == path]
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span received, as {name, trace_id, span_id, parent_span_id, attributes, service}."""
+        found = []
+        for request in self.of("/v1/traces"):
+            for resource_spans in request.resource_spans:
+                resource = {a.key: any_value(a.value) for a in resource_spans.resource.attributes}
+                for scope_spans in resource_spans.scope_spans:
+                    for span in scope_spans.spans:
+                        found.append({"name": span.name, "trace_id": span.trace_id.hex(),
+                                      "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
+                                      "kind": span.kind, "service": resource.get("service.name"),
+                                      "scope": scope_spans.scope.name,
+                                      "attributes": {a.key: any_value(a.value) for a in span.attributes}})
+        return found
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.thread.join()
+        self.server.server_close()
+
+
+def any_value(value: Any) -> Any:
+    """The Python value of an OTLP AnyValue."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    return getattr(value, kind) if kind else None
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    """A running OTLP/HTTP protobuf receiver (traces, metrics, logs)."""
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.stop()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy (returned) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {getattr(check, '__name__', check)}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def poll() -> Callable[..., Any]:
+    """`poll(check, timeout=20)`: wait until `check()` is truthy and return it (never a bare sleep)."""
+    return wait_for

@@ -146,7 +146,34 @@ class Settings(BaseSettings):
     snapshot_keep: int = Field(100, ge=1, description="Snapshot files kept in snapshot_dir (oldest deleted).")
     instrument_httpx: bool = Field(False, description="Trace outgoing httpx calls.")
     instrument_requests: bool = Field(False, description="Trace outgoing requests calls.")
-    instrument_sqlalchemy: bool = Field(False, description="Trace SQLAlchemy queries.")
+    instrument_sqlalchemy: bool = Field(
+        False, description="Trace the queries of every SQLAlchemy engine, those made earlier included "
+        "(kansoku's own store never; one engine: kansoku.instrument_engine).")
+
+    # OpenTelemetry's standard variables (interop): read here like every other setting, meant as
+    # the SDK documents them (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/)
+    sdk_disabled: bool = Field(
+        False, validation_alias=_env("sdk_disabled", "OTEL_SDK_DISABLED"),
+        description="No spans, no OTLP export of any signal (the app, logs and /metrics go on).",
+    )
+    traces_sampler: Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                            "parentbased_always_off", "parentbased_traceidratio"] = Field(
+        "parentbased_traceidratio", validation_alias=_env("traces_sampler", "OTEL_TRACES_SAMPLER"),
+        description="Sampler of new spans; the ratio is trace_sample_rate (OTEL_TRACES_SAMPLER_ARG).",
+    )
+    propagators: str = Field(
+        "tracecontext,baggage", validation_alias=_env("propagators", "OTEL_PROPAGATORS"),
+        description="Context propagation formats, in and out, comma-separated: tracecontext, baggage, "
+        "b3, b3multi (pip install opentelemetry-propagator-b3), any installed propagator, or none.",
+    )
+    traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        None, validation_alias=_env("traces_exporter", "OTEL_TRACES_EXPORTER"),
+        description="Where spans go: otlp, console or none; unset: OTLP when an endpoint is set, else the store.",
+    )
+    otlp_traces_endpoint: str | None = Field(
+        None, validation_alias=_env("otlp_traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        description="OTLP URL for spans, used as it is (it wins over otlp_endpoint for spans).",
+    )
 
     # errors and alerts
     sentry_dsn: SecretStr | None = Field(None, description="Also forward errors to Sentry.")
@@ -201,6 +228,12 @@ class Settings(BaseSettings):
                     channel[key] = _mask_url(value, keep_path=False)
         data["alerts"] = alerts
         return data
+
+    @property
+    def propagator_names(self) -> tuple[str, ...]:
+        """The OTEL_PROPAGATORS names, in order, without duplicates."""
+        names = [name.strip().lower() for name in self.propagators.split(",") if name.strip()]
+        return tuple(dict.fromkeys(names))
 
     @property
     def service(self) -> str:

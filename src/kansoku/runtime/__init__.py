@@ -82,7 +82,7 @@ class Runtime:
         self.registry.register(ErrorCollector(self.errors))
         self.tracer_provider = None
         self.request_tracer = None
-        if settings.trace_level != "DISABLED":
+        if settings.trace_level != "DISABLED" and not settings.sdk_disabled:
             self.tracer_provider = tracing.configure_tracing(settings, self.engine, self.service, set_global=True,
                                                             registry=self.registry)
             self.request_tracer = tracing.RequestTracer(self.tracer_provider, settings)

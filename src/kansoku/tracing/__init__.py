@@ -11,8 +11,9 @@ The runtime wires it like this::
 
 Spans go over OTLP (HTTP, or gRPC with the extra) when an endpoint is set, else into the store for
 the dashboard, within a per-process budget of traces per second (`trace_store_rate`; errors and
-slow requests always kept: see `kansoku.tracing._span_store`); the standard `OTEL_*` variables for headers,
-timeouts, batch sizes and resource attributes are read by the SDK itself.
+slow requests always kept: see `kansoku.tracing._span_store`). The standard `OTEL_*` settings
+(sampler, propagators, exporters, per-signal endpoints) are applied by `kansoku.tracing._otel`;
+headers, timeouts, batch sizes and resource attributes are read by the SDK itself.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from typing import Any, Final
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace.propagation import _SPAN_KEY
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -39,6 +39,13 @@ from kansoku.exceptions import ConfigError
 from kansoku.logs import get_logger
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
+from kansoku.tracing._otel import (
+    build_propagator,
+    build_sampler,
+    otlp_span_exporter,
+    span_exporter_target,
+    traces_url,
+)
 from kansoku.tracing._request_span import RequestTracer
 from kansoku.tracing._span_store import SpanStoreCollector, StoreSpanExporter, StoreSpanProcessor
 from kansoku.tracing._spans import LightSpan, LightTracer, current_context
@@ -54,6 +61,7 @@ __all__ = [
     "StoreSpanProcessor",
     "TraceLevel",
     "add_trace_ids",
+    "build_propagator",
     "build_resource",
     "configure",
     "configure_tracing",
@@ -73,6 +81,7 @@ _INSTRUMENTORS: Final = {
     "requests": ("opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
 }
 _active_instrumentors: list[Any] = []
+_API_TEXTMAP: Final = propagate.get_global_textmap()  # what the API made of OTEL_PROPAGATORS; reset() restores it
 log = get_logger("kansoku.tracing")
 
 
@@ -97,23 +106,21 @@ def configure_tracing(
     set_global: bool = False,
     registry: CollectorRegistry | None = None,
 ) -> TracerProvider:
-    """A TracerProvider for `settings`: resource, parent-based ratio sampler, batch exporters.
+    """A TracerProvider for `settings`: resource, the sampler and exporters of `kansoku.tracing._otel`.
 
-    The global provider is left alone unless `set_global` (tests build many providers; the runtime
-    sets it so that the OpenTelemetry instrumentors and user code find it). Library
+    The global provider and propagator are left alone unless `set_global` (tests build many
+    providers; the runtime sets them so that the OpenTelemetry instrumentors and user code find them). Library
     instrumentation is switched on as the settings say. With a `registry`, the local store's
     budget counters (`kansoku_traces_stored_total`...) are registered in it.
     """
-    provider = TracerProvider(
-        resource=build_resource(settings, service),
-        sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_rate)),
-    )
+    provider = TracerProvider(resource=build_resource(settings, service), sampler=build_sampler(settings))
     for processor in _processors(settings, engine):
         provider.add_span_processor(processor)
         if registry is not None and isinstance(processor, StoreSpanProcessor):
             registry.register(SpanStoreCollector(processor))
     if set_global:
         trace.set_tracer_provider(provider)
+        propagate.set_global_textmap(build_propagator(settings))
     instrument_libraries(settings, provider)
     _quiet_otel_warnings()
     return provider
@@ -153,38 +160,19 @@ def _quiet_otel_warnings() -> None:
 
 def _processors(settings: Settings, engine: Engine | None) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
-    if settings.otlp_endpoint:
-        processors.append(BatchSpanProcessor(_otlp_exporter(settings.otlp_endpoint, settings.otlp_protocol)))
-    elif settings.store_spans and engine is not None:
+    target = span_exporter_target(settings)
+    if target is not None and target[0] == "otlp":
+        processors.append(BatchSpanProcessor(otlp_span_exporter(target[1], settings.otlp_protocol)))
+    elif target is not None:
+        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+    elif settings.traces_exporter is None and settings.store_spans and engine is not None:
         exporter = StoreSpanExporter(engine, max_spans=settings.max_stored_spans,
                                      retention_seconds=settings.retention_days * 86400.0)
         processors.append(StoreSpanProcessor(exporter, traces_per_second=settings.trace_store_rate,
                                              slow_seconds=settings.slow_threshold_ms / 1000.0))
-    if settings.trace_console:  # today's stdout, not the one at import
+    if settings.trace_console and (target is None or target[0] != "console"):  # today's stdout
         processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     return processors
-
-
-def _otlp_exporter(endpoint: str, protocol: str) -> SpanExporter:
-    if protocol == "grpc":
-        try:  # an optional extra: imported by name so that it is not needed to type-check
-            grpc = importlib.import_module("opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
-        except ImportError:
-            raise ConfigError(
-                "otlp_protocol='grpc' (OTEL_EXPORTER_OTLP_PROTOCOL) needs the gRPC exporter: "
-                "pip install 'kansoku[grpc]', or use http/protobuf"
-            ) from None
-        exporter: SpanExporter = grpc.OTLPSpanExporter(endpoint=endpoint)
-        return exporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(endpoint=traces_url(endpoint))
-
-
-def traces_url(endpoint: str) -> str:
-    """The OTLP/HTTP traces URL of an endpoint: the base URL gets `/v1/traces`, as the spec says."""
-    base = endpoint.rstrip("/")
-    return base if base.endswith("/v1/traces") else f"{base}/v1/traces"
 
 
 # --- library instrumentation -------------------------------------------------------------------
@@ -288,6 +276,7 @@ def configure(
 
 
 def reset() -> None:
-    """Back to the unconfigured state: no spans, PERFORMANCE, a fresh default debugger."""
+    """Back to the unconfigured state: no spans, PERFORMANCE, a fresh default debugger, the API's propagator."""
     configure_traced(None, TraceLevel.PERFORMANCE)
+    propagate.set_global_textmap(_API_TEXTMAP)
     debug.use(None)

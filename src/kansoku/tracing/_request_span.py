@@ -11,10 +11,11 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from opentelemetry import propagate
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
@@ -31,20 +32,33 @@ _ERROR: Final = Status(StatusCode.ERROR)
 class RequestTracer:
     """Starts and finishes the server span of each request (used by kansoku's middleware).
 
-    `start(scope)` continues the W3C `traceparent`/`tracestate` of the request, asks the
+    `start(scope)` continues the context of the request's headers (W3C `traceparent` and
+    `baggage` by default; whatever `propagators` / OTEL_PROPAGATORS names, b3 included), asks the
     provider's sampler, and makes the span current; `finish(...)` adds the route, the status and
     the error, ends the span and restores the context. Both run in the request's task.
     """
 
     def __init__(
-        self, provider: TracerProvider, settings: Settings | None = None, *, redactor: Redactor | None = None
+        self, provider: TracerProvider, settings: Settings | None = None, *, redactor: Redactor | None = None,
+        propagator: TextMapPropagator | None = None,
     ) -> None:
         if redactor is None and settings is not None:
             redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
                                 max_string=settings.max_string_length)
         self._tracer = LightTracer(provider, "kansoku", redactor=redactor)
         self.redactor = self._tracer.redactor
-        self._propagator = TraceContextTextMapPropagator()
+        if propagator is None:
+            if settings is not None:
+                from kansoku.tracing._otel import build_propagator
+
+                propagator = build_propagator(settings)
+            else:
+                propagator = propagate.get_global_textmap()
+        self._propagator = propagator
+        # The request headers the propagators read: the only ones looked at on the request path.
+        self._fields = frozenset(field.lower().encode("latin-1") for field in propagator.fields)
+        self._environ_keys = tuple((field.lower(), "HTTP_" + field.upper().replace("-", "_"))
+                                   for field in propagator.fields)  # the same headers in a WSGI environ
 
     def start(self, scope: Scope) -> LightSpan | None:
         """Start the request's span (an ASGI scope) and make it current; None when tracing is off."""
@@ -52,10 +66,10 @@ class RequestTracer:
             return None
         headers = scope.get("headers") or ()
         parent = None
-        for key, _ in headers:  # only this header is needed now; the rest when the span is handed on
-            if key == b"traceparent":
-                parent = self._propagator.extract({key.decode(): value.decode("latin-1") for key, value in headers
-                                                   if key in (b"traceparent", b"tracestate")})
+        fields = self._fields
+        for key, _ in headers:  # only the propagators' headers are needed now; the rest at the end
+            if key in fields:
+                parent = self._continue(headers)
                 break
         return self._start(str(scope.get("method", "GET")), parent, request_attributes, scope)
 
@@ -63,24 +77,27 @@ class RequestTracer:
         """Start the request's span (a WSGI environ) and make it current; None when tracing is off."""
         if self._tracer._processor is None:
             return None
-        parent = None
-        traceparent = environ.get("HTTP_TRACEPARENT")
-        if traceparent is not None:
-            carrier = {"traceparent": traceparent}
-            if "HTTP_TRACESTATE" in environ:
-                carrier["tracestate"] = environ["HTTP_TRACESTATE"]
-            parent = self._propagator.extract(carrier)
+        carrier = {name: [environ[key]] for name, key in self._environ_keys if key in environ}
+        parent = self._propagator.extract(carrier, current_context()) if carrier else None
         return self._start(str(environ.get("REQUEST_METHOD", "GET")), parent, wsgi_request_attributes, environ)
 
     def _start(self, method: str, parent_context: Context | None, attributes: Any, source: Any) -> LightSpan:
         tracer = self._tracer
         if parent_context is None:
             parent_context = current_context()
-        span = tracer.start_span(method if method in _METHODS else "HTTP", SpanKind.SERVER, parent_context)
-        if span._attributes is not None:
-            span._request = (attributes, source, method)
+        span = tracer.start_span(method if method in _METHODS else "HTTP", SpanKind.SERVER, parent_context,
+                                 request=(attributes, source, method))
         span.token = use_span(span, parent_context)
         return span
+
+    def _continue(self, headers: Any) -> Context:
+        """The context the propagators read from the request's headers (on top of the current one)."""
+        fields = self._fields
+        carrier: dict[str, list[str]] = {}
+        for key, value in headers:
+            if key in fields:
+                carrier.setdefault(key.decode("latin-1"), []).append(value.decode("latin-1"))
+        return self._propagator.extract(carrier, current_context())
 
     @staticmethod
     def leave(handle: LightSpan | None) -> None:

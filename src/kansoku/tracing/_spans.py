@@ -15,7 +15,10 @@ is read and set through the SDK's context variable when the runtime context is t
 and a processor that subclasses `LightSpanProcessor` (the local store's) receives the `LightSpan`
 itself, so a span it does not keep never becomes a `ReadableSpan`.
 
-Processors see these spans only at their end (`on_end`); `on_start` is not called for them.
+Processors see these spans as the SDK's: `on_start(span, parent_context)` when a recording span
+starts (the span is the `LightSpan`: it takes `set_attribute` and reads like an SDK span, its
+request attributes included), `on_end(readable)` when it ends. Processors whose `on_start` does
+nothing (the SDK's batch and simple processors, the local store's) are not called at start.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
     TracerProvider,
 )
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -68,6 +72,8 @@ _UNSET: Final = Status(StatusCode.UNSET)
 _PRIMITIVES: Final = (str, bool, int, float)
 _NO_STATE: Final = TraceState()
 _ID_LIMIT: Final = TraceIdRatioBased.TRACE_ID_LIMIT
+# `on_start` methods that do nothing: processors with one of these are not called at start.
+_IDLE_STARTS: Final = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
 _DEFAULT_DELEGATES: Final = (
     ("_remote_parent_sampled", ALWAYS_ON), ("_remote_parent_not_sampled", ALWAYS_OFF),
     ("_local_parent_sampled", ALWAYS_ON), ("_local_parent_not_sampled", ALWAYS_OFF),
@@ -172,6 +178,56 @@ class LightSpan(trace.Span):
 
     def get_span_context(self) -> SpanContext:
         return self._context
+
+    # What processors read of an SDK span at start (`on_start`), computed only when read.
+    @property
+    def name(self) -> str:
+        """The span's name so far."""
+        return self._name
+
+    @property
+    def kind(self) -> SpanKind:
+        """SERVER, INTERNAL..."""
+        return self._kind
+
+    @property
+    def context(self) -> SpanContext:
+        """The span's own context (ids, flags, state)."""
+        return self._context
+
+    @property
+    def parent(self) -> SpanContext | None:
+        """The parent span's context, if any."""
+        return self._parent
+
+    @property
+    def start_time(self) -> int:
+        """Start, in nanoseconds since the epoch."""
+        return self._start
+
+    @property
+    def end_time(self) -> int | None:
+        """End, in nanoseconds since the epoch; None while it runs."""
+        return self._end
+
+    @property
+    def resource(self) -> Any:
+        """The provider's resource."""
+        return self._tracer.resource
+
+    @property
+    def instrumentation_scope(self) -> InstrumentationScope:
+        """kansoku's scope."""
+        return self._tracer.scope
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        """The attributes so far (a server span's request attributes included)."""
+        attributes = self._attributes or {}
+        if self._request is not None:
+            make, *arguments = self._request
+            return {**make(*arguments), **attributes}
+        return dict(attributes)
 
     def is_recording(self) -> bool:
         return self._attributes is not None and self._end is None
@@ -280,6 +336,7 @@ class LightTracer:
         self.redactor = redactor or Redactor()
         self._seen: object = None  # the provider's processors when `_sinks` was made
         self._sinks: tuple[tuple[Any, SpanProcessor], ...] = ()
+        self._starting: tuple[SpanProcessor, ...] = ()  # the processors with an on_start of use
         self._only: Callable[[LightSpan], None] | None = None  # the one processor, when it takes LightSpans
 
     @property
@@ -287,9 +344,24 @@ class LightTracer:
         """Whether spans can be made at all."""
         return self._processor is not None
 
-    def start_span(self, name: str, kind: SpanKind, parent_context: Context | None = None) -> LightSpan:
-        """A new span, child of the span in `parent_context` (default: the current one); not made current."""
+    def start_span(self, name: str, kind: SpanKind, parent_context: Context | None = None, *,
+                   request: tuple[Any, ...] | None = None) -> LightSpan:
+        """A new span, child of the span in `parent_context` (default: the current one); not made current.
+
+        `request` is a server span's (function making its request attributes, its arguments...),
+        made into attributes only when read (`attributes`, `readable()`).
+        """
         context = current_context() if parent_context is None else parent_context
+        span = self._new_span(name, kind, context)
+        if span._attributes is not None:
+            span._request = request
+            starters = self._starters()
+            if starters:
+                for processor in starters:
+                    processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        return span
+
+    def _new_span(self, name: str, kind: SpanKind, context: Context) -> LightSpan:
         parent: SpanContext | None = None
         if context.get(_SPAN_KEY) is not None:
             parent = trace.get_current_span(context).get_span_context()
@@ -321,6 +393,22 @@ class LightTracer:
             attributes = dict(result.attributes) if result.attributes else {}
         return LightSpan(self, name, kind, span_context, parent, attributes, sampled)
 
+    def _starters(self) -> tuple[SpanProcessor, ...]:
+        """The processors to call at start: those whose `on_start` does something."""
+        processor = self._processor
+        if type(processor) is not SynchronousMultiSpanProcessor:
+            return (processor,) if processor is not None else ()
+        if processor._span_processors is not self._seen:
+            self._refresh(processor._span_processors)
+        return self._starting
+
+    def _refresh(self, processors: tuple[SpanProcessor, ...]) -> None:
+        """Re-read the provider's processors (a new tuple whenever one is added)."""
+        self._sinks = tuple((getattr(p, "on_end_light", None), p) for p in processors)
+        self._starting = tuple(p for p in processors if type(p).on_start not in _IDLE_STARTS)
+        self._seen = processors
+        self._only = self._sinks[0][0] if len(self._sinks) == 1 else None
+
     def export(self, span: LightSpan) -> None:
         """Hand a finished span to the provider's processors (a `ReadableSpan` made once, if needed)."""
         processor = self._processor
@@ -331,9 +419,7 @@ class LightTracer:
             return
         processors = processor._span_processors
         if processors is not self._seen:  # a new tuple whenever a processor is added
-            self._sinks = tuple((getattr(p, "on_end_light", None), p) for p in processors)
-            self._seen = processors
-            self._only = self._sinks[0][0] if len(self._sinks) == 1 else None
+            self._refresh(processors)
         if self._only is not None:  # the usual case: the local store alone
             self._only(span)
             return
