@@ -165,3 +165,17 @@ def test_exporter_targets() -> None:
         "otlp", "http://t/x")
     assert span_exporter_target(load_settings(traces_exporter="otlp")) == ("otlp", None)
     assert span_exporter_target(load_settings(otlp_endpoint="http://c:4318", traces_exporter="none")) is None
+
+
+def test_wsgi_requests_continue_the_configured_propagators(provider: Any) -> None:
+    """A WSGI environ's X-B3-* (HTTP_X_B3_*) headers are continued like an ASGI request's."""
+    from kansoku.tracing import RequestTracer
+
+    tracer = RequestTracer(provider, load_settings(propagators="b3multi,baggage"))
+    handle = tracer.start_wsgi({"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "HTTP_X_B3_TRACEID": TRACE,
+                                "HTTP_X_B3_SPANID": SPAN, "HTTP_X_B3_SAMPLED": "1", "HTTP_BAGGAGE": "k=v"})
+    assert handle is not None
+    assert (handle.trace_id, handle.parent.span_id if handle.parent else None) == (TRACE, int(SPAN, 16))
+    assert baggage.get_all() == {"k": "v"}
+    tracer.finish(handle, 200, "/x", None)
+    assert baggage.get_all() == {}
