@@ -126,3 +126,32 @@ def test_http_metrics_count_the_statistics_they_are_given() -> None:
     unshared = HttpMetrics(CollectorRegistry(), settings, stats=other)
     unshared.observe("GET", "/a", 200, 0.05, 0, 0)
     assert unshared.stats is None and other.pending() == {}
+
+
+def test_flush_waits_for_another_writer_on_the_same_file(tmp_path: Path) -> None:
+    """A flush while another connection holds the write lock waits for it, not "database is locked"."""
+    import threading
+
+    from kansoku.store import create_store_engine
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    engine, other = create_store_engine(url), create_store_engine(url)
+    metadata.create_all(engine)
+    stats = RequestStats("shop", (0.1,), clock=Clock(600.0))
+    stats.record(200, 0.05)
+    stats.flush(engine)  # the row exists: the next flush reads it, then updates it
+    stats.record(200, 0.05)
+    holder = other.raw_connection()
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO kansoku_request_stats (minute, service, instance, requests, errors_4xx,"
+                   " errors_5xx, duration_sum, buckets) VALUES (1, 'other', 'x', 1, 0, 0, 0, '{}')")
+    releaser = threading.Timer(0.3, holder.commit)
+    releaser.start()
+    try:
+        assert stats.flush(engine) == 1
+    finally:
+        releaser.join()
+        holder.close()
+    assert [row["requests"] for row in _rows(engine) if row["service"] == "shop"] == [2]
+    engine.dispose()
+    other.dispose()

@@ -369,6 +369,7 @@ class RequestStats:
         """
         from sqlalchemy import select
 
+        from kansoku.store import write_transaction
         from kansoku.store.tables import request_stats as table
 
         with self.lock:
@@ -377,7 +378,9 @@ class RequestStats:
             return 0
         instance = f"{socket.gethostname()}:{os.getpid()}"[:64]
         try:
-            with engine.begin() as conn:
+            # A read then a write: on SQLite the lock is taken first, or another writer (a second
+            # runtime or worker on the same file) makes the upgrade fail with "database is locked".
+            with write_transaction(engine) as conn:
                 for minute, row in sorted(taken.items()):
                     new = self._row(row)
                     key = (table.c.minute == minute) & (table.c.service == self.service) & (
@@ -387,7 +390,7 @@ class RequestStats:
                         conn.execute(table.insert().values(minute=minute, service=self.service,
                                                            instance=instance, **new))
                     else:
-                        conn.execute(table.update().where(key).values(**_merge_rows(old, new)))
+                        conn.execute(table.update().where(key).values(**_merge_rows(dict(old), new)))
         except BaseException:
             with self.lock:
                 for minute, row in taken.items():
