@@ -31,6 +31,7 @@ from kansoku.errors.breadcrumbs import MAX_MESSAGE, Breadcrumbs
 from kansoku.errors.classify import CATEGORIES, SEVERITIES, Classifier, facts_of
 from kansoku.errors.fingerprint import Fingerprinter
 from kansoku.errors.fingerprint import parse_rules as parse_fingerprint_rules
+from kansoku.logs import exception_of
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.typing import Clock, ErrorChange, ErrorEvent, ErrorProcessor, IdFactory, RequestInfo
@@ -261,7 +262,7 @@ class ErrorTracker:
         """
         if method_name not in _ERROR_METHODS:
             return event_dict
-        exc = _exception_of(event_dict.get("exc_info"))
+        exc = exception_of(event_dict.get("exc_info"))
         name = str(event_dict.get("logger", ""))
         if exc is None or (name.startswith("kansoku") and not name.startswith("kansoku.demo")):
             return event_dict
@@ -360,14 +361,4 @@ def _status_of(exc: BaseException, request: RequestInfo | None, extra: dict[str,
     for value in (from_request, extra.get("status_code"), getattr(exc, "status_code", None)):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    return None
-
-
-def _exception_of(exc_info: Any) -> BaseException | None:
-    if isinstance(exc_info, BaseException):
-        return exc_info
-    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
-        return exc_info[1]
-    if exc_info is True:
-        return sys.exc_info()[1]
     return None

@@ -32,7 +32,7 @@ from kansoku.logs._logger import (
     get_logger,
     stamp,
 )
-from kansoku.logs._render import ExceptionFormatter, exception_data, make_console_renderer, render_json
+from kansoku.logs._render import ExceptionFormatter, exception_data, exception_of, make_console_renderer, render_json
 from kansoku.logs._stdlib import StdlibBridge, bridge_stdlib, unbridge_stdlib
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
@@ -49,6 +49,7 @@ __all__ = [
     "build_processors",
     "configure_logging",
     "exception_data",
+    "exception_of",
     "flush",
     "get_logger",
     "log_database_operation",

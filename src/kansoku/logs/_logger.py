@@ -196,7 +196,15 @@ class KansokuLogger(BoundLoggerBase):
                 value = kw[key]
                 kw[key] = texts.get(value) or redactor.redact_text(value)
         elif kw:
+            # The exception is the pipeline's to read (error capture, then the formatter, which
+            # redacts what it makes of it): kept out of the redactor, which would turn it into its
+            # repr. The chapter's `error=e` is the same exception under another name.
+            exc_info = kw.pop("exc_info", None)
+            if exc_info is None and isinstance(kw.get("error"), BaseException):
+                exc_info = kw["error"]
             redactor(None, method, kw)  # the call's own dict: redacted in place
+            if exc_info is not None:
+                kw["exc_info"] = exc_info
         bound = _CONTEXT.get()
         if bound:
             last = state.last_context

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 
 from kansoku.redact import Redactor
 from kansoku.typing import EventDict, LogProcessor
 
-__all__ = ["ExceptionFormatter", "exception_data", "make_console_renderer", "render_json"]
+__all__ = ["ExceptionFormatter", "exception_data", "exception_of", "make_console_renderer", "render_json"]
 
 _EXC_FRAMES_LIMIT: Final = 50
 
@@ -36,11 +36,19 @@ def exception_data(exc: BaseException, limit: int = _EXC_FRAMES_LIMIT) -> dict[s
     return data
 
 
-def _exception_of(exc_info: Any) -> BaseException | None:
+def exception_of(exc_info: Any) -> BaseException | None:
+    """The exception a log call's `exc_info` names, as the standard library reads it.
+
+    An exception itself, a `sys.exc_info()` tuple, or any other true value for the exception being
+    handled; None when there is none.
+    """
+    if not exc_info:
+        return None
     if isinstance(exc_info, BaseException):
         return exc_info
     if isinstance(exc_info, tuple):
-        return cast(BaseException | None, exc_info[1])
+        value = exc_info[1] if len(exc_info) == 3 else None
+        return value if isinstance(value, BaseException) else None
     return sys.exc_info()[1]
 
 
@@ -120,7 +128,7 @@ class ExceptionFormatter:
     def __call__(self, logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
         if "exc_info" in event_dict:
             exc_info = event_dict.pop("exc_info")
-            exc = _exception_of(exc_info) if exc_info else None
+            exc = exception_of(exc_info)
             if exc is not None:
                 event_dict["exception"] = self.redactor.redact(exception_data(exc), 1)
         return event_dict
