@@ -141,9 +141,10 @@ def with_kansoku_full(app: FastAPI, *, store_rate: float | None = None) -> FastA
 
     import kansoku
 
-    directory = tempfile.mkdtemp(prefix="kansoku-bench-")
+    # BENCH_DATABASE_URL: a store made beforehand (bench/startup: one that is up to date).
+    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{tempfile.mkdtemp(prefix='kansoku-bench-')}/kansoku.db"
     extra = {} if store_rate is None else {"trace_store_rate": store_rate}
-    kansoku.instrument(app, database_url=f"sqlite:///{directory}/kansoku.db", log_format="json",
+    kansoku.instrument(app, database_url=url, log_format="json",
                        trace_level=os.environ.get("BENCH_TRACE_LEVEL", "PERFORMANCE"), trace_sample_rate=1.0,
                        store_spans=os.environ.get("BENCH_STORE_SPANS", "1") == "1", **extra)
     return app

@@ -105,3 +105,35 @@ def test_postgres_is_not_migrated_on_open_unless_asked(postgres_url: str) -> Non
         store.close()
     finally:
         drop_postgres_database(url)
+
+
+def test_shipped_head_is_alembics_head() -> None:
+    """The head read from the revision files without Alembic is the one Alembic computes."""
+    assert migrations.shipped_head() == migrations.head()
+
+
+def test_opening_an_up_to_date_store_does_not_load_alembic(tmp_path: Path) -> None:
+    """A worker starting on a store at the head revision checks it with one query: no Alembic import."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    migrations.upgrade(url)
+    script = textwrap.dedent(f"""
+        import sys
+        from kansoku.settings import load_settings
+        from kansoku.store import Store
+        store = Store.open(load_settings(database_url={url!r}))
+        assert store.ping() is None, store.ping()
+        print(sorted(name for name in sys.modules if name.split(".")[0] in ("alembic", "mako")))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_store_behind_is_migrated_on_open(tmp_path: Path) -> None:
+    """A SQLite store whose schema is behind (here: at base) is brought to the head on open."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    migrations.upgrade(url)
+    migrations.downgrade(url, "base")
+    store = Store.open(load_settings(database_url=url))
+    assert store.ping() is None
+    store.close()
+    assert migrations.status(url) == (migrations.head(), migrations.head())

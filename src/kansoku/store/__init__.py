@@ -145,7 +145,8 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate: bool | None = None) -> Store:
-        """Open the store of `settings`; migrate it when `migrate`, by default for SQLite only.
+        """Open the store of `settings`; migrate it when `migrate`, by default for SQLite only,
+        and only when its schema is behind (one query; Alembic is not even imported otherwise).
 
         PostgreSQL stores shared by several instances are migrated once, by `kansoku db upgrade`.
         """
@@ -154,7 +155,11 @@ class Store:
         if migrate if migrate is not None else store.dialect == "sqlite":
             from kansoku.store import migrations
 
-            migrations.upgrade_engine(store.engine)
+            with store.engine.connect() as conn:
+                store._schema_ok = migrations.is_current(conn)
+            if not store._schema_ok:
+                migrations.upgrade_engine(store.engine)
+                store._schema_ok = True
         return store
 
     def ping(self) -> str | None:
@@ -172,8 +177,8 @@ class Store:
         """Whether the schema is the one this kansoku needs (checked until it once is)."""
         from kansoku.store import migrations
 
-        current, head = migrations.current_revision(conn), migrations.head()
-        if current != head:
+        if not migrations.is_current(conn):
+            current, head = migrations.current_revision(conn), migrations.shipped_head() or migrations.head()
             at = current or "none"
             return f"store schema at revision {at}, kansoku needs {head}: run `kansoku db upgrade`"
         self._schema_ok = True
