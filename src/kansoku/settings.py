@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     )
     stdlib_logging: bool = Field(True, description="Route the standard library's logging through kansoku.")
     redact_keys: tuple[str, ...] = Field((), description="Extra field names whose values are always redacted.")
+    redact_allow_keys: tuple[str, ...] = Field(
+        (), description="Field names whose values are never masked nor taken for PII numbers "
+        "(provider tokens inside them are still removed).",
+    )
     allow_pii: bool = Field(False, description="Keep e-mail addresses in logs and events.")
     max_string_length: int = Field(4096, ge=64, description="Longer strings are truncated with a marker.")
     propagate_context_to_threads: bool = Field(

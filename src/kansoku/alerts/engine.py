@@ -73,7 +73,8 @@ class AlertEngine:
         self.new_id = new_id
         self.flush_seconds = flush_seconds
         site = self.config.site
-        self.redactor = Redactor(site.redact_keys, allow_pii=site.allow_pii, max_string=2000)
+        self.redactor = Redactor(site.redact_keys, allow_keys=site.redact_allow_keys, allow_pii=site.allow_pii,
+                                 max_string=2000)
         enabled = [rule for rule in self.config.rules if rule.enabled]
         self.rules = {rule.name: rule for rule in self.config.rules}
         self._error_rules = [rule for rule in enabled if rule.kind not in HTTP_KINDS]

@@ -266,6 +266,7 @@ class SiteInfo:
     route_prefix: str = "/kansoku"
     allow_pii: bool = False
     redact_keys: tuple[str, ...] = ()
+    redact_allow_keys: tuple[str, ...] = ()
 
     def group_url(self, group_id: int | str | None) -> str | None:
         """The dashboard page of an error group, or None when no public dashboard URL is set."""
@@ -300,6 +301,7 @@ def load_alerting(settings: Settings) -> AlertingConfig:
     site = SiteInfo(
         service=settings.service, environment=settings.environment, dashboard_url=settings.dashboard_url,
         route_prefix=settings.route_prefix, allow_pii=settings.allow_pii, redact_keys=settings.redact_keys,
+        redact_allow_keys=settings.redact_allow_keys,
     )
     return parse_alerting(settings.alerts, site=site)
 

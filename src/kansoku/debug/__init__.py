@@ -24,7 +24,7 @@ from kansoku.debug._memory import MemoryTracker
 from kansoku.debug._sketch import DEFAULT_RELATIVE_ERROR, QuantileSketch
 from kansoku.debug._snapshot import SnapshotWriter, process_rss
 from kansoku.logs import get_logger
-from kansoku.redact import Redactor
+from kansoku.redact import Redactor, redactor_for
 from kansoku.settings import Settings
 
 __all__ = [
@@ -115,12 +115,9 @@ class Debugger:
         self.capture = capture
         self.performance = PerformanceStats()
         self.memory = MemoryTracker(clock=clock)
-        self.redactor = Redactor(
-            settings.redact_keys if settings else (),
-            allow_pii=settings.allow_pii if settings else False,
-            max_string=min(settings.max_string_length, 1024) if settings else 1024,
-            max_depth=4,
-            max_items=50,
+        self.redactor = (
+            redactor_for(settings, max_string=min(settings.max_string_length, 1024), max_depth=4, max_items=50)
+            if settings else Redactor(max_string=1024, max_depth=4, max_items=50)
         )
         directory = settings.snapshot_dir if settings else None
         self.writer = SnapshotWriter(directory, settings.snapshot_keep) if settings and directory else None

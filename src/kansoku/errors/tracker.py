@@ -32,7 +32,7 @@ from kansoku.errors.classify import CATEGORIES, SEVERITIES, Classifier, facts_of
 from kansoku.errors.fingerprint import Fingerprinter
 from kansoku.errors.fingerprint import parse_rules as parse_fingerprint_rules
 from kansoku.logs import exception_of
-from kansoku.redact import Redactor
+from kansoku.redact import redactor_for
 from kansoku.settings import Settings
 from kansoku.typing import Clock, ErrorChange, ErrorEvent, ErrorProcessor, IdFactory, RequestInfo
 
@@ -91,10 +91,8 @@ class ErrorTracker:
         self._new_id = new_id
         self._processors: list[ErrorProcessor] = list(processors)
         self._listeners: list[Callable[[ErrorEvent, ErrorChange], None]] = []
-        self.redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
-                                 max_string=settings.max_string_length)
-        self._locals_redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
-                                         max_string=256, max_depth=3, max_items=20)
+        self.redactor = redactor_for(settings)
+        self._locals_redactor = redactor_for(settings, max_string=256, max_depth=3, max_items=20)
         self.include_locals = settings.trace_level == "VERBOSE"
         self._in_app = cap.InApp(in_app_include, in_app_exclude)
         rules = parse_fingerprint_rules(settings.errors.get("fingerprint_rules", ()))

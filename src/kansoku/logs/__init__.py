@@ -34,7 +34,7 @@ from kansoku.logs._logger import (
 )
 from kansoku.logs._render import ExceptionFormatter, exception_data, exception_of, make_console_renderer, render_json
 from kansoku.logs._stdlib import StdlibBridge, bridge_stdlib, unbridge_stdlib
-from kansoku.redact import Redactor
+from kansoku.redact import Redactor, redactor_for
 from kansoku.settings import Settings
 from kansoku.typing import LogProcessor
 
@@ -84,7 +84,7 @@ def configure_logging(
     target = stream if stream is not None else sys.stdout
     fmt = settings.log_format
     console = fmt == "console" or (fmt == "auto" and bool(getattr(target, "isatty", lambda: False)()))
-    redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii, max_string=settings.max_string_length)
+    redactor = redactor_for(settings)
     _STATE.redactor = redactor
     _STATE.min_level = LEVELS[settings.log_level.lower()]
     _STATE.slow_ms = settings.slow_threshold_ms

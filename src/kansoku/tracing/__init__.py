@@ -29,7 +29,7 @@ from typing import Any, Final
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace.propagation import _SPAN_KEY
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from kansoku import debug
 from kansoku.exceptions import ConfigError
 from kansoku.logs import get_logger
-from kansoku.redact import Redactor
+from kansoku.redact import redactor_for
 from kansoku.settings import Settings
 from kansoku.tracing._otel import (
     build_propagator,
@@ -46,6 +46,7 @@ from kansoku.tracing._otel import (
     span_exporter_target,
     traces_url,
 )
+from kansoku.tracing._redacting import RedactingSpanExporter
 from kansoku.tracing._request_span import RequestTracer
 from kansoku.tracing._span_store import SpanStoreCollector, StoreSpanExporter, StoreSpanProcessor
 from kansoku.tracing._spans import LightSpan, LightTracer, current_context
@@ -56,6 +57,7 @@ from kansoku.typing import EventDict
 __all__ = [
     "LightSpan",
     "LightTracer",
+    "RedactingSpanExporter",
     "RequestTracer",
     "StoreSpanExporter",
     "StoreSpanProcessor",
@@ -159,19 +161,24 @@ def _quiet_otel_warnings() -> None:
 
 
 def _processors(settings: Settings, engine: Engine | None) -> list[SpanProcessor]:
+    # Every exporter gets the spans through the redactor first (the app's attributes, the
+    # User-Agent, third-party instrumentations' URLs): see kansoku.tracing._redacting.
+    redactor = redactor_for(settings)
     processors: list[SpanProcessor] = []
     target = span_exporter_target(settings)
     if target is not None and target[0] == "otlp":
-        processors.append(BatchSpanProcessor(otlp_span_exporter(target[1], settings.otlp_protocol)))
+        exporter: SpanExporter = otlp_span_exporter(target[1], settings.otlp_protocol)
+        processors.append(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor)))
     elif target is not None:
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+        processors.append(BatchSpanProcessor(RedactingSpanExporter(ConsoleSpanExporter(out=sys.stdout), redactor)))
     elif settings.traces_exporter is None and settings.store_spans and engine is not None:
         exporter = StoreSpanExporter(engine, max_spans=settings.max_stored_spans,
                                      retention_seconds=settings.retention_days * 86400.0)
-        processors.append(StoreSpanProcessor(exporter, traces_per_second=settings.trace_store_rate,
+        processors.append(StoreSpanProcessor(RedactingSpanExporter(exporter, redactor),
+                                             traces_per_second=settings.trace_store_rate,
                                              slow_seconds=settings.slow_threshold_ms / 1000.0))
     if settings.trace_console and (target is None or target[0] != "console"):  # today's stdout
-        processors.append(BatchSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
+        processors.append(BatchSpanProcessor(RedactingSpanExporter(ConsoleSpanExporter(out=sys.stdout), redactor)))
     return processors
 
 
@@ -184,7 +191,7 @@ def instrument_libraries(settings: Settings, provider: TracerProvider) -> list[s
     httpx and requests: the official instrumentors. SQLAlchemy: kansoku's own listeners
     (`kansoku.tracing._sql`), which also serve `instrument_engine()` with the setting off.
     """
-    redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii, max_string=settings.max_string_length)
+    redactor = redactor_for(settings)
     start_sql_tracing(provider, redactor, every_engine=settings.instrument_sqlalchemy)
     wanted = [name for name, on in (("httpx", settings.instrument_httpx),
                                     ("requests", settings.instrument_requests)) if on]

@@ -17,7 +17,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from kansoku.redact import Redactor
+from kansoku.redact import Redactor, redactor_for
 from kansoku.settings import Settings
 from kansoku.tracing._spans import LightSpan, LightTracer, current_context, record_error, restore, use_span
 from kansoku.typing import Scope
@@ -43,8 +43,7 @@ class RequestTracer:
         propagator: TextMapPropagator | None = None,
     ) -> None:
         if redactor is None and settings is not None:
-            redactor = Redactor(settings.redact_keys, allow_pii=settings.allow_pii,
-                                max_string=settings.max_string_length)
+            redactor = redactor_for(settings)
         self._tracer = LightTracer(provider, "kansoku", redactor=redactor)
         self.redactor = self._tracer.redactor
         if propagator is None:
