@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_alert_active_then_resolved(kit: Any, store: Engine, alertmanager: str, 
     assert dispatcher.run_once() == 1
     [alert] = _wait(lambda: _alerts(alertmanager))
     assert alert["status"]["state"] == "active"
-    assert alert["labels"] == {"alertname": "crit", "severity": "critical", "service": "shop",
+    assert alert["labels"] == {"alertname": "crit", "rule": "crit", "severity": "critical", "service": "shop",
                                "environment": "test", "group": "g1", "source": "kansoku"}
     assert alert["annotations"] == {"summary": "ValueError: amount over limit",
                                     "description": "amount over limit",
@@ -114,3 +115,61 @@ def test_alert_active_then_resolved(kit: Any, store: Engine, alertmanager: str, 
     assert (resolved["status"], resolved["labels"]["group"]) == ("resolved", "g1")
     groups = httpx.get(alertmanager + "/api/v2/alerts/groups", timeout=5).json()
     assert all(a["labels"].get("alertname") != "crit" for g in groups for a in g["alerts"])
+
+
+def _active(url: str, group: str) -> list[dict[str, Any]]:
+    params = {"filter": ['alertname="crit"', f'group="{group}"'], "active": "true", "silenced": "false"}
+    response = httpx.get(url + "/api/v2/alerts", params=params, timeout=5)
+    response.raise_for_status()
+    return [a for a in response.json() if a["status"]["state"] == "active"]
+
+
+def _drain(dispatcher: Dispatcher) -> None:
+    """Dispatch until a pass finds nothing due (rows held back behind an older one go next)."""
+    for _ in range(10):
+        if dispatcher.run_once() == 0:
+            return
+    raise AssertionError("the outbox did not drain")
+
+
+def _resolve_as_resend_is_due(engine: AlertEngine, dispatcher: Dispatcher, alertmanager: str, kit: Any,
+                               offset: list[float], i: int) -> bool:
+    """Fire group i, then resolve it while a tick re-sends it; True if it is still active after."""
+    group = f"race{i}"
+    offset[0] = -1.5  # the trigger looks older than one re-send interval
+    engine.on_error(kit.event(group), kit.change(group, group_id=i))
+    _drain(dispatcher)
+    assert _wait(lambda: _active(alertmanager, group))
+    offset[0] = 0.0  # now the re-send is due
+    barrier = threading.Barrier(2)
+
+    def resend() -> None:
+        barrier.wait()
+        engine.tick()
+
+    def resolve() -> None:
+        barrier.wait()
+        engine.on_resolve(group)
+
+    threads = [threading.Thread(target=resend), threading.Thread(target=resolve)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _drain(dispatcher)
+    return bool(_active(alertmanager, group))
+
+
+def test_a_resolve_at_resend_time_is_never_overtaken(store: Engine, alertmanager: str, kit: Any) -> None:
+    """20 times, a group is resolved the moment its Alertmanager re-send is due: 0 alerts reopen."""
+    offset = [0.0]
+    config = parse_alerting({
+        "channels": [{"name": "am", "type": "alertmanager", "url": alertmanager, "resend_seconds": 1}],
+        "rules": [{"name": "crit"}], "group_wait_seconds": 0,
+    }, site=SiteInfo(service="shop", environment="test"))
+    # Alertmanager judges endsAt by its own clock: the engine's clock is the real one, moved back
+    # by hand while the trigger is written.
+    engine = AlertEngine(config, store, clock=lambda: time.time() + offset[0])
+    dispatcher = Dispatcher(config, store)
+    reopened = [i for i in range(20) if _resolve_as_resend_is_due(engine, dispatcher, alertmanager, kit, offset, i)]
+    assert reopened == []

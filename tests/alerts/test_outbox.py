@@ -95,3 +95,33 @@ def test_retry_after_is_honoured_and_last_attempt_is_dead(store: Engine, clock: 
     assert not outbox.retry_dead(store, row.id, clock())
     [back] = outbox.claim(store, "w", clock())
     assert back.attempts == 1
+
+
+def _row(store: Engine, kind: str, key: str, now: float, group: str = "g") -> int:
+    with write_transaction(store) as conn:
+        return outbox.enqueue(conn, channel="c", rule="r", group_key=group, kind=kind, idempotency_key=key,
+                              payload={}, now=now)
+
+
+def _status(store: Engine, row_id: int) -> str:
+    with store.connect() as conn:
+        return str(conn.execute(select(table.c.status).where(table.c.id == row_id)).scalar_one())
+
+
+def test_a_trigger_older_than_a_queued_resolution_is_superseded(store: Engine, clock: Any) -> None:
+    """An unsent trigger is never sent once its alert's resolution is queued; other groups still go."""
+    stale = _row(store, "trigger", "t1", clock())
+    other = _row(store, "trigger", "t2", clock(), group="other")
+    resolve = _row(store, "resolve", "r1", clock())
+    assert [r.id for r in outbox.claim(store, "w", clock())] == [other, resolve]
+    assert _status(store, stale) == "superseded"
+
+
+def test_rows_about_one_alert_go_out_one_at_a_time_in_order(store: Engine, clock: Any) -> None:
+    """A new trigger waits until the older resolution of the same alert was sent."""
+    resolve = _row(store, "resolve", "r1", clock())
+    trigger = _row(store, "trigger", "t1", clock())
+    assert [r.id for r in outbox.claim(store, "w", clock())] == [resolve]
+    assert outbox.claim(store, "w", clock()) == []  # the resolution is still being sent
+    outbox.mark_sent(store, [resolve], "w", clock(), None)
+    assert [r.id for r in outbox.claim(store, "w", clock())] == [trigger]

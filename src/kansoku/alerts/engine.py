@@ -168,6 +168,8 @@ class AlertEngine:
             pending = self._pending.pop(key, 0)
         where = (alert_state.c.rule == name, alert_state.c.group_key == group)
         with write_transaction(self.engine) as conn:
+            if state_rule is not None and not _still_firing(conn, rule.name, group):
+                return False  # resolved since the caller read the state: a re-send would reopen it
             self._ensure_state(conn, name, group)
             won = conn.execute(
                 update(alert_state).where(*where, alert_state.c.last_sent <= now - rule.suppression_seconds)
@@ -344,6 +346,14 @@ class AlertEngine:
                 resend = rule.model_copy(update={"suppression_minutes": channel.resend_seconds / 60})
                 self._fire(resend, group, now, functools.partial(_stored_item, outbox_id),
                            state_rule=_resend_key(channel.name, rule.name), only=channel.name)
+
+
+def _still_firing(conn: Connection, rule: str, group: str) -> bool:
+    """Whether (rule, group) fires, read under the row's lock (a resolution takes it to write)."""
+    query = select(alert_state.c.firing).where(alert_state.c.rule == rule, alert_state.c.group_key == group)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return bool(conn.execute(query).scalar())
 
 
 def _resend_key(channel: str, rule: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, or_, select, update
 
 from kansoku.alerts.render import DELIVERED
 from kansoku.store import write_transaction
@@ -34,6 +34,7 @@ __all__ = [
     "mark_sent",
     "record_attempt",
     "retry_dead",
+    "supersede",
 ]
 
 BACKOFF_BASE: Final = 2.0
@@ -96,11 +97,46 @@ def _due(now: float) -> Any:
     )
 
 
+_OPEN: Final = ("pending", "sending")
+
+
+def _same_alert(other: Any) -> Any:
+    """`other` is a row about the same alert (channel, rule, group) as the outer `outbox` row."""
+    return and_(other.c.channel == outbox.c.channel, other.c.rule == outbox.c.rule,
+                other.c.group_key == outbox.c.group_key)
+
+
+def supersede(conn: Connection, now: float) -> int:
+    """Triggers not sent yet whose alert has a newer resolution queued: never send them (returns how many).
+
+    A stale trigger delivered after the resolution would reopen the alert (Alertmanager, PagerDuty
+    keep the last word); only unsent rows are considered, in the open-status index.
+    """
+    newer = outbox.alias("newer")
+    stale = exists().where(_same_alert(newer), newer.c.kind == "resolve", newer.c.id > outbox.c.id,
+                           newer.c.status.in_(_OPEN))
+    result = conn.execute(
+        update(outbox)
+        .where(outbox.c.kind == "trigger", _due(now) | (outbox.c.status == "pending"), stale)
+        .values(status="superseded", locked_by=None, locked_until=None,
+                last_error="superseded: the alert was resolved before this trigger went out")
+    )
+    return int(result.rowcount)
+
+
 def claim(
     engine: Engine, worker: str, now: float, *, limit: int = 100, lease: float = 300.0
 ) -> list[OutboxRow]:
-    """Atomically take up to `limit` due rows for `worker` (a lease of `lease` seconds)."""
-    ids = select(outbox.c.id).where(_due(now)).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+    """Atomically take up to `limit` due rows for `worker` (a lease of `lease` seconds).
+
+    Rows about one alert go out in the order they were written: a row waits while an older one
+    about the same alert is pending or being sent, so a pass never holds two of them and a
+    resolution never races its trigger. Stale triggers are `supersede`d first.
+    """
+    older = outbox.alias("older")
+    in_order = ~exists().where(_same_alert(older), older.c.id < outbox.c.id, older.c.status.in_(_OPEN))
+    ids = (select(outbox.c.id).where(_due(now), in_order)
+           .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
     if engine.dialect.name == "postgresql":
         ids = ids.with_for_update(skip_locked=True)
     stmt = (
@@ -112,6 +148,7 @@ def claim(
                    outbox.c.provider_ref)
     )
     with write_transaction(engine) as conn:
+        supersede(conn, now)
         rows = conn.execute(stmt).all()
     return sorted((OutboxRow(*row) for row in rows), key=lambda r: r.id)
 

@@ -176,7 +176,7 @@ outbox = Table(
     Column("kind", String(16), nullable=False),  # trigger|resolve|test
     Column("idempotency_key", String(128), nullable=False, unique=True),
     Column("payload", JSON, nullable=False),  # the rendered, redacted notification
-    Column("status", String(16), nullable=False, default="pending"),  # pending|sending|sent|dead
+    Column("status", String(16), nullable=False, default="pending"),  # pending|sending|sent|dead|superseded
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False),
     Column("locked_by", String(64)),

@@ -25,7 +25,7 @@ from kansoku.typing import Clock
 
 __all__ = ["routes"]
 
-_STATUSES: Final = frozenset({"pending", "sending", "sent", "dead"})
+_STATUSES: Final = frozenset({"pending", "sending", "sent", "dead", "superseded"})
 _MAX_LIMIT: Final = 500
 _SILENCE_FIELDS: Final = ("rule", "group_key", "tag", "text", "comment", "created_by")
 

@@ -1,6 +1,7 @@
 """Prometheus Alertmanager API v2: `POST /api/v2/alerts` with one alert per group.
 
-An alert's identity is its label set (alertname = the rule, severity, service, environment, group),
+An alert's identity is its label set (alertname and rule = the rule's name, severity, service,
+environment, group; `rule` is what deploy/alertmanager.yml groups by, beside Prometheus' alerts),
 so a resolution repeats the labels with `endsAt` now. Alertmanager forgets an alert that is not
 re-sent, so firing alerts carry an `endsAt` three re-send intervals ahead and the engine re-sends
 them every `resend_seconds` while they fire.
@@ -23,7 +24,8 @@ __all__ = ["AlertmanagerSender", "postable_alerts"]
 
 def labels_of(note: Notification, item: AlertItem) -> dict[str, str]:
     """The label set that identifies the alert in Alertmanager."""
-    labels = {"alertname": note["rule"], "severity": item["severity"], "service": item["service"],
+    labels = {"alertname": note["rule"], "rule": note["rule"], "severity": item["severity"],
+              "service": item["service"],
               "environment": item["environment"], "source": "kansoku"}
     if item["group_key"]:
         labels["group"] = item["group_key"]

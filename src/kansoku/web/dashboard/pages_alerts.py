@@ -18,7 +18,7 @@ from kansoku.web.dashboard.present import mask_channel
 __all__ = ["DURATIONS", "ROUTES"]
 
 DURATIONS = {"30": "30 minutes", "60": "1 hour", "240": "4 hours", "1440": "1 day", "10080": "1 week"}
-DELIVERY_STATUSES = ("pending", "sending", "sent", "dead")
+DELIVERY_STATUSES = ("pending", "sending", "sent", "dead", "superseded")
 LOG_PAGE = 50
 
 
