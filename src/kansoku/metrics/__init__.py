@@ -43,7 +43,9 @@ __all__ = [
     "InProgress",
     "MetricConfig",
     "RequestStats",
+    "adopt_early_metrics",
     "counter",
+    "default_registry",
     "gauge",
     "histogram",
     "make_registry",
@@ -167,6 +169,30 @@ def _create(kind: str, name: str, documentation: str, labels: tuple[str, ...], r
         return _KINDS[kind](name, documentation or name.replace("_", " "), labels, registry=registry, **extra)
     except ValueError as exc:  # a name clash with a metric made outside these helpers, or a bad name
         raise MetricDefinitionError(f"cannot define {kind} {name!r}: {exc}") from exc
+
+
+def adopt_early_metrics(registry: CollectorRegistry) -> list[str]:
+    """Serve from `registry` the metrics the helpers made before there was a runtime; the clashes.
+
+    Made before `instrument()` (at import time, as the chapter's code does), they went to
+    prometheus_client's default registry, which `/metrics` does not read. The same objects are
+    registered in `registry` too: values recorded before and after are one series, and asking for
+    the name again returns the object the module already holds. A name `registry` already has
+    (one of kansoku's own) is not adopted; the names returned say which.
+    """
+    clashes = []
+    with _define_lock:
+        mine = _defined.setdefault(registry, {})
+        for key, known in list(_defined.get(REGISTRY, {}).items()):
+            if key in mine or registry is REGISTRY:
+                continue
+            try:
+                registry.register(known[3])
+            except ValueError:  # a name the registry has already
+                clashes.append(key)
+                continue
+            mine[key] = known
+    return clashes
 
 
 def default_registry() -> CollectorRegistry:

@@ -56,7 +56,7 @@ class Runtime:
         from kansoku.debug import Debugger
         from kansoku.errors import ErrorTracker
         from kansoku.errors.collector import ErrorCollector
-        from kansoku.metrics import HttpMetrics, RequestStats, make_registry
+        from kansoku.metrics import HttpMetrics, RequestStats, adopt_early_metrics, make_registry
         from kansoku.runtime.endpoints import Readiness
 
         if service and not settings.service_name:
@@ -92,6 +92,9 @@ class Runtime:
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
         hooks = [tracing.add_trace_ids, self.errors.breadcrumb_processor, self.errors.log_processor]
         configure_logging(settings, hooks=hooks, service=self.service)
+        for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
+            _log.warning("a metric made before instrument() has the name of one of kansoku's own: not served",
+                         metric=name)
         self.web_app: ASGIApp | None = None
         if settings.dashboard:
             from kansoku.web.app import build_web_app
