@@ -173,3 +173,60 @@ class _Live:
 
     def live_route(self) -> str:
         return self.route
+
+
+_MIRRORED_WORKER = """
+import sys
+from prometheus_client import CollectorRegistry
+from kansoku import _safety
+from kansoku._worker import BackgroundWorker
+from kansoku.metrics import _multiprocess
+from kansoku.metrics._self import SelfCollector
+
+_multiprocess.setup(sys.argv[1])
+registry = CollectorRegistry()
+registry.register(SelfCollector())
+queue = BackgroundWorker("mirrored", maxsize=7)
+mirror = _multiprocess.Mirror.of_registry(registry, interval=0)
+mirror.publish()
+_safety.report_internal_error("mirror-test", ValueError("x"))
+_safety.report_internal_error("mirror-test", ValueError("x"))
+mirror.publish()
+mirror.publish()  # a counter copied again adds nothing
+"""
+
+
+def test_mirror_copies_per_process_collectors_into_the_shared_files(tmp_path: Path) -> None:
+    """A worker's queue gauges (pid label) and error counters reach a scrape of the multi-process files."""
+    from kansoku.metrics._multiprocess import scrape_registry
+
+    worker = subprocess.run([sys.executable, "-c", _MIRRORED_WORKER, str(tmp_path)], capture_output=True,
+                            text=True, check=False)
+    assert worker.returncode == 0, worker.stderr
+    samples = _samples(scrape_registry(tmp_path))
+    [pid] = {dict(labels)["pid"] for name, labels in samples if name == "kansoku_queue_capacity"}
+    assert samples[("kansoku_queue_capacity", (("pid", pid), ("queue", "mirrored")))] == 7.0
+    assert samples[("kansoku_queue_depth", (("pid", pid), ("queue", "mirrored")))] == 0.0
+    assert samples[("kansoku_internal_errors_total", (("where", "mirror-test"),))] == 2.0
+    assert samples[("kansoku_internal_errors_total", (("where", "worker:mirrored"),))] == 0.0
+
+
+def test_scrape_adds_this_workers_exemplars_to_the_summed_buckets(tmp_path: Path) -> None:
+    """The files keep no exemplars: the scraping worker's own ones are put on the summed buckets."""
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+    from prometheus_client.samples import Exemplar
+
+    from kansoku.metrics._multiprocess import scrape_registry
+
+    script = ("import sys\nfrom prometheus_client import Histogram\nfrom kansoku.metrics import _multiprocess\n"
+              "_multiprocess.setup(sys.argv[1])\n"
+              "Histogram('http_request_duration_seconds', 'd', ('method', 'route'), buckets=(0.1, 1.0),"
+              " registry=None).labels('GET', '/a').observe(0.05)\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+    kept = {("GET", "/a", "0.1"): Exemplar({"trace_id": "ab" * 16}, 0.05, 1_800_000_000.0)}
+    registry = scrape_registry(tmp_path, exemplars=lambda: kept)
+    text = openmetrics(registry).decode()  # type: ignore[no-untyped-call]
+    assert ('http_request_duration_seconds_bucket{le="0.1",method="GET",route="/a"} 1.0 # '
+            f'{{trace_id="{"ab" * 16}"}} 0.05 1800000000.0') in text
+    assert b"# {" not in generate_latest(registry)  # the Prometheus text format has no exemplars

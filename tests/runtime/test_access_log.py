@@ -65,11 +65,18 @@ async def test_bare_asgi_app_paths_share_one_route(runtime: Any, client_for: Any
 
 async def test_excluded_paths_have_no_line_but_are_counted(fastapi_client: Any, runtime: Any,
                                                           logged: list[Any]) -> None:
-    """/metrics, /health and /ready (the default exclusions) write no access line; metrics still count."""
-    for path in ("/health", "/ready", "/metrics"):
+    """/metrics, /health and /ready (the default exclusions) write no access line; other paths still count."""
+    for path in ("/health", "/ready", "/metrics", "/items/1"):
         await fastapi_client.get(path)
-    assert _access(logged) == []
-    assert runtime.value("http_requests_total", method="GET", route="/health", status="200") == 1.0
+    assert [line["path"] for line in _access(logged)] == ["/items/1"]
+
+
+async def test_probes_are_not_app_traffic(fastapi_client: Any, runtime: Any) -> None:
+    """Scrapes of /metrics and polls of /health and /ready are not counted in http_requests_total."""
+    for path in ("/health", "/ready", "/metrics", "/metrics"):
+        assert (await fastapi_client.get(path)).status_code == 200
+    for route in ("/health", "/ready", "/metrics"):
+        assert runtime.value("http_requests_total", method="GET", route=route, status="200") is None
 
 
 async def test_excluded_prefixes(make_runtime: Any, client_for: Any, logged: list[Any]) -> None:

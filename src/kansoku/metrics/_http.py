@@ -103,6 +103,8 @@ class HttpMetrics(Collector):
         index = bisect.bisect_left(self.bounds, duration_s)  # first bound >= value: its `le` bucket
         if self._shared is not None:
             self._shared.observe(key, status, duration_s, request_size, response_size)
+            if trace_id is not None:
+                self._shared.keep_exemplar(key, index, (trace_id, duration_s, time.time()))
             if self.stats is not None:
                 self.stats.record(status, duration_s)
             return
@@ -119,6 +121,20 @@ class HttpMetrics(Collector):
                 series.exemplars[index] = (trace_id, duration_s, time.time())
             if self.stats is not None:
                 self.stats.add(status, duration_s, index)
+
+    def exemplars(self) -> dict[tuple[str, str, str], Exemplar]:
+        """Multi-process mode: this worker's latest latency exemplars by (method, route, le).
+
+        The shared files keep no exemplars, so the worker that answers a scrape adds its own to
+        the summed buckets (`_multiprocess.scrape_registry`): an exemplar is one example
+        request, and over successive scrapes every worker's come through.
+        """
+        if self._shared is None:
+            return {}
+        with self._lock:
+            kept = [(key, list(row)) for key, row in self._shared.exemplars.items()]
+        return {(*key, le): Exemplar({"trace_id": e[0]}, e[1], e[2])
+                for key, row in kept for le, e in zip(self._les, row, strict=True) if e is not None}
 
     def describe(self) -> Iterable[Metric]:
         """The family names, so the registry can check for collisions without collecting."""
@@ -192,6 +208,15 @@ class _SharedMetrics:
         self.response_size = Summary("http_response_size_bytes", _HELP["response_size"], labels,
                                      registry=registry)
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._size = len(bounds) + 1
+        self.exemplars: dict[tuple[str, str], list[tuple[str, float, float] | None]] = {}
+
+    def keep_exemplar(self, key: tuple[str, str], index: int, exemplar: tuple[str, float, float]) -> None:
+        """The latest request of a latency bucket, kept in this process (the files keep none)."""
+        row = self.exemplars.get(key)
+        if row is None:
+            row = self.exemplars.setdefault(key, [None] * self._size)
+        row[index] = exemplar  # one list slot: atomic under the GIL, no lock on the request path
 
     def observe(self, key: tuple[str, str], status: int, duration_s: float, request_size: int,
                 response_size: int) -> None:

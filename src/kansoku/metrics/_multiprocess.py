@@ -10,8 +10,12 @@ whichever worker gets it, sums the files of all workers. Rules:
   its live gauges (`livesum`/`liveall`, such as requests in progress) are removed. Gunicorn: its
   hooks are in `kansoku.integrations.gunicorn` (`child_exit`). Uvicorn has no such hook, so
   every scrape removes the live gauges of workers that no longer exist (`mark_dead_workers()`).
-- Values computed at scrape time by a collector (process, platform, GC, kansoku's own queues) are
-  per process and are not exported in this mode; the system collector (machine-wide) is.
+- Values computed at scrape time by a collector (process, platform, GC, kansoku's own queues and
+  errors) are per process, and a scrape reaches one worker: each worker copies them into its files
+  once a second (`Mirror`, started with the runtime, and once more when it closes). Gauges get a
+  `pid` label and go when the worker goes (`sum by (instance)` adds the workers up); counters are
+  summed over the workers, the dead ones included, so totals never go down. The system collector
+  (machine-wide) is read at scrape time.
 """
 
 from __future__ import annotations
@@ -19,13 +23,21 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, values
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar, Sample
 
-__all__ = ["enabled", "mark_dead_workers", "prepare", "scrape_registry", "setup"]
+from kansoku._safety import suppress_internal_errors
+
+__all__ = ["Mirror", "enabled", "mark_dead_workers", "prepare", "scrape_registry", "setup"]
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LIVE_FILE = re.compile(r"gauge_live(?:sum|all|max|min|mostrecent)_(\d+)\.db\Z")
@@ -58,13 +70,46 @@ def prepare(directory: Path | str) -> None:
         file.unlink(missing_ok=True)
 
 
-def scrape_registry(directory: Path | str, *collectors: Any) -> CollectorRegistry:
-    """A registry that sums every worker's files, plus `collectors` (the system collector)."""
+Exemplars = Callable[[], Mapping[tuple[str, str, str], Exemplar]]
+"""This worker's latency exemplars by (method, route, le) (`HttpMetrics.exemplars`)."""
+_WITH_EXEMPLARS: Final = "http_request_duration_seconds"
+
+
+def scrape_registry(directory: Path | str, *collectors: Any, exemplars: Exemplars | None = None) -> CollectorRegistry:
+    """A registry that sums every worker's files, plus `collectors` (the system collector).
+
+    `exemplars`: added to the summed latency buckets (the files keep none).
+    """
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    summed = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
+    registry.register(summed if exemplars is None else _WithExemplars(summed, exemplars))
     for collector in collectors:
         registry.register(collector)
     return registry
+
+
+class _WithExemplars(Collector):
+    """The summed families, this worker's exemplars on the latency buckets."""
+
+    def __init__(self, summed: Collector, exemplars: Exemplars) -> None:
+        self.summed = summed
+        self.exemplars = exemplars
+
+    def collect(self) -> Iterable[Metric]:
+        """Collect the files; attach an exemplar to each bucket this worker has one for."""
+        kept = self.exemplars()
+        for family in self.summed.collect():
+            if family.name == _WITH_EXEMPLARS and kept:
+                family.samples = [_with_exemplar(sample, kept) for sample in family.samples]
+            yield family
+
+
+def _with_exemplar(sample: Sample, kept: Mapping[tuple[str, str, str], Exemplar]) -> Sample:
+    if not sample.name.endswith("_bucket"):
+        return sample
+    labels = sample.labels
+    exemplar = kept.get((labels.get("method", ""), labels.get("route", ""), labels.get("le", "")))
+    return sample if exemplar is None else sample._replace(exemplar=exemplar)
 
 
 def mark_dead_workers(directory: Path | str) -> list[int]:
@@ -89,3 +134,84 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+class Mirror:
+    """Copies per-process collectors' values into this worker's multi-process files.
+
+    Counter families become counters (increased by what changed since the last copy), gauge
+    families `liveall` gauges (a `pid` label each); other types are left out. The metric objects
+    are registered nowhere: they only write to the files that every worker's scrape adds up.
+    """
+
+    def __init__(self, collectors: Iterable[Collector], *, interval: float = 1.0) -> None:
+        self.collectors = list(collectors)
+        self.interval = interval
+        self._metrics: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+        self._last: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._lock = threading.Lock()
+        self._thread: tuple[int, threading.Thread] | None = None
+        self._stop = threading.Event()
+
+    @classmethod
+    def of_registry(cls, registry: CollectorRegistry, *, skip: Iterable[type] = (), interval: float = 1.0) -> Mirror:
+        """A mirror of `registry`'s collectors that are not prometheus_client metrics (those write the files)."""
+        kinds = tuple(skip)
+        # prometheus_client has no public listing of a registry's collectors.
+        found = list(registry._collector_to_names)
+        return cls([c for c in found if not isinstance(c, (MetricWrapperBase, *kinds))], interval=interval)
+
+    def publish(self) -> None:
+        """Copy every collector's current values (one collector failing does not stop the others)."""
+        with self._lock:
+            for collector in self.collectors:
+                with suppress_internal_errors("metrics.mirror"):
+                    for family in collector.collect():
+                        self._copy(family)
+
+    def _copy(self, family: Any) -> None:
+        if family.type not in ("counter", "gauge"):
+            return
+        wanted = family.name + "_total" if family.type == "counter" else family.name
+        for sample in family.samples:
+            if sample.name != wanted:
+                continue  # a counter's _created
+            names = tuple(sorted(sample.labels))
+            key = (family.type, family.name, names)
+            metric = self._metrics.get(key)
+            if metric is None:
+                metric = self._metrics[key] = _unregistered(family.type, family.name, family.documentation, names)
+            child = metric.labels(*(sample.labels[n] for n in names)) if names else metric
+            if family.type == "gauge":
+                child.set(sample.value)
+                continue
+            seen = (family.name, tuple(sample.labels[n] for n in names))
+            delta = sample.value - self._last.get(seen, 0.0)
+            self._last[seen] = sample.value
+            if delta > 0:
+                child.inc(delta)
+
+    def start(self) -> None:
+        """Publish now, then every `interval` seconds in a daemon thread (again after a fork)."""
+        self.publish()
+        if self._thread is not None and self._thread[0] == os.getpid() and self._thread[1].is_alive():
+            return
+        self._stop.clear()
+        thread = threading.Thread(target=self._run, name="kansoku-metrics-mirror", daemon=True)
+        self._thread = (os.getpid(), thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread, publishing a last time (counters end complete)."""
+        self._stop.set()
+        self.publish()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.publish()
+
+
+def _unregistered(kind: str, name: str, documentation: str, labels: tuple[str, ...]) -> Any:
+    if kind == "counter":
+        return Counter(name, documentation, labels, registry=None)
+    return Gauge(name, documentation, labels, registry=None, multiprocess_mode="liveall")

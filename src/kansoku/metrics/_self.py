@@ -24,11 +24,14 @@ class SelfCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """Read every live background worker and the internal error counts."""
         depth, capacity, dropped, errors = families = self._families()
+        counts = internal_error_counts()
         for worker in sorted(live_workers(), key=lambda w: w.name):
             depth.add_metric([worker.name], worker.depth)
             capacity.add_metric([worker.name], worker.maxsize)
             dropped.add_metric([worker.name], worker.dropped)
-        for where, count in sorted(internal_error_counts().items()):
+            # A series from the start: increase() misses the first error of a series born at 1.
+            counts.setdefault(f"worker:{worker.name}", 0)
+        for where, count in sorted(counts.items()):
             errors.add_metric([where], count)
         return families
 

@@ -34,10 +34,14 @@ _MAX_SERIES: Final = 64  # mount points and interfaces reported at most (bounded
 class SystemCollector(Collector):
     """CPU, memory, disks, network and threads from psutil, read at each scrape."""
 
-    def __init__(self, *, process_fds: bool = False) -> None:
+    def __init__(self, *, process_fds: bool = False, machine: bool = True, process: bool = True) -> None:
         # prometheus_client's process collector reports open fds where /proc exists; elsewhere
         # (macOS) this collector does, so the metric is always there.
         self._process_fds = process_fds
+        # Multi-process mode: the machine is read at scrape time, each worker's process part is
+        # copied into the shared files (`_multiprocess.Mirror`).
+        machine_parts = (self._cpu, self._memory, self._disks, self._network) if machine else ()
+        self._parts = (*machine_parts, self._process) if process else machine_parts
 
     def describe(self) -> Iterable[Metric]:
         """No up-front description: the families depend on the machine (collected on demand)."""
@@ -45,7 +49,7 @@ class SystemCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """One family per resource; a resource that cannot be read is left out."""
-        for part in (self._cpu, self._memory, self._disks, self._network, self._process):
+        for part in self._parts:
             with suppress_internal_errors(f"system-metrics.{part.__name__.strip('_')}"):
                 yield from part()
 

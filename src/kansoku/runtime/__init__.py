@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import os
 import time
 import uuid
 import weakref
@@ -90,6 +91,7 @@ class Runtime:
         # joins the event when the middleware or track_errors captures it, with the request info.
         tracing.configure(settings, self.tracer_provider, debugger=self.debugger)
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
+        self.metrics_mirror = _metrics_mirror(self.registry)
         hooks = [tracing.add_trace_ids, self.errors.breadcrumb_processor, self.errors.log_processor]
         configure_logging(settings, hooks=hooks, service=self.service)
         for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
@@ -118,6 +120,8 @@ class Runtime:
         self._uninstall_hooks = install_hooks(self.errors, loop=asyncio.get_running_loop())
         self.errors.start()
         self.debugger.start()
+        if self.metrics_mirror is not None:
+            self.metrics_mirror.start()
         self._tasks.append(asyncio.create_task(self._periodic(), name="kansoku-periodic"))
         if self.dispatcher is not None and self.settings.alert_dispatcher:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="kansoku-dispatcher"))
@@ -151,6 +155,9 @@ class Runtime:
                 self.tracer_provider.force_flush(int(timeout * 1000))
         with _safety.suppress_internal_errors("close.debugger"):
             self.debugger.close(timeout)
+        if self.metrics_mirror is not None:
+            with _safety.suppress_internal_errors("close.metrics-mirror"):
+                self.metrics_mirror.stop()
         flush_logs()
 
     def shutdown(self, timeout: float = 10.0) -> None:
@@ -190,6 +197,18 @@ class Runtime:
             with _safety.suppress_internal_errors("periodic.retention"):
                 enforce_retention(self.engine, days=self.settings.retention_days,
                                   max_events_per_group=self.settings.max_events_per_group)
+
+
+def _metrics_mirror(registry: CollectorRegistry) -> Any:
+    """In multi-process mode, the copier of this worker's per-process metrics into the shared files."""
+    from kansoku.metrics import _multiprocess
+    from kansoku.metrics._system import SystemCollector
+
+    if not _multiprocess.enabled():
+        return None
+    mirror = _multiprocess.Mirror.of_registry(registry, skip=(SystemCollector,))  # the machine: read at scrape
+    mirror.collectors.append(SystemCollector(machine=False, process_fds=not os.path.exists("/proc/self/stat")))
+    return mirror
 
 
 def _open_store(settings: Settings, readiness: Any) -> Any:

@@ -28,7 +28,7 @@ from kansoku.metrics._http import UNMATCHED
 from kansoku.runtime.endpoints import Network, in_networks, parse_networks
 from kansoku.typing import IdFactory, RequestInfo
 
-__all__ = ["CURRENT", "Exchange", "Recorder", "client_address", "current_exchange", "new_request_id",
+__all__ = ["CURRENT", "PROBES", "Exchange", "Recorder", "client_address", "current_exchange", "new_request_id",
            "set_route", "valid_request_id"]
 
 CURRENT: ContextVar[Exchange | None] = ContextVar("kansoku_exchange", default=None)
@@ -37,6 +37,8 @@ _perf_counter = time.perf_counter
 # The access line's fields that come from the client and are scanned for secrets; the others are
 # kansoku's own: numbers, the route template, the client address (the peer or a validated IP).
 _FROM_CLIENT: Final = ("method", "path", "user_agent")
+PROBES: Final = frozenset({"/metrics", "/health", "/ready"})
+"""kansoku's endpoints that scrapers and orchestrators poll: not counted in the RED metrics."""
 _ANY: Final = parse_networks(["0.0.0.0/0", "::/0"])
 
 
@@ -149,10 +151,11 @@ class Recorder:
             status = exchange.status or 500  # the server answers 500 when an app sends nothing
             handle = exchange.handle
             trace_id = None if handle is None else handle.trace_id
-            self.metrics.observe(exchange.method, route, status, duration, exchange.request_size,
-                                 exchange.response_size, trace_id)
-            if self.stats is not None:
-                self.stats.record(status, duration)
+            if not own or route not in PROBES:  # a scraper's or orchestrator's poll is not app traffic
+                self.metrics.observe(exchange.method, route, status, duration, exchange.request_size,
+                                     exchange.response_size, trace_id)
+                if self.stats is not None:
+                    self.stats.record(status, duration)
             if status >= 500 and exchange.event_id is None and self.capture_5xx and not own:
                 self.capture(exchange, _server_error(exchange.method, route, status), mechanism="http-status",
                              fingerprint=["http-status", exchange.method, route, str(status)])

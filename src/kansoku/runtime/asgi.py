@@ -92,7 +92,8 @@ class KansokuMiddleware:
             # No bound method of self in there: a dropped middleware must be freed at once, not by
             # the cycle collector, for instrument() to say so (`_report_if_dropped`).
             "/metrics": MetricsEndpoint(runtime.registry, config,
-                                        functools.partial(scope_client, proxies=self._proxies)),
+                                        functools.partial(scope_client, proxies=self._proxies),
+                                        exemplars=runtime.http_metrics.exemplars),
         }
         self._in_progress = recorder.in_progress
         self.served: Callable[[], object] | None = None  # instrument(): called once, at the first call

@@ -144,11 +144,12 @@ class MetricsEndpoint:
     """The Prometheus exposition of `registry` (in multi-process mode, of every worker's files)."""
 
     def __init__(self, registry: CollectorRegistry, settings: Settings,
-                 client_of: Callable[[Scope], str]) -> None:
+                 client_of: Callable[[Scope], str], *, exemplars: _multiprocess.Exemplars | None = None) -> None:
         if settings.multiprocess_dir is not None:
             from kansoku.metrics._system import SystemCollector
 
-            registry = _multiprocess.scrape_registry(settings.multiprocess_dir, SystemCollector())
+            registry = _multiprocess.scrape_registry(settings.multiprocess_dir, SystemCollector(process=False),
+                                                     exemplars=exemplars)
         self.registry = registry
         self._directory = settings.multiprocess_dir
         self._token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None

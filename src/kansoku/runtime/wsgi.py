@@ -78,7 +78,8 @@ class KansokuWSGIMiddleware:
         self._id_name = config.request_id_header
         self._id_key = "HTTP_" + config.request_id_header.upper().replace("-", "_")
         self._prefix = config.route_prefix
-        self._metrics = MetricsEndpoint(runtime.registry, config, lambda scope: "")
+        self._metrics = MetricsEndpoint(runtime.registry, config, lambda scope: "",
+                                        exemplars=runtime.http_metrics.exemplars)
         # Names, not bound methods: a dropped middleware must be freed at once (no cycle through
         # self), for instrument() to say so (`_report_if_dropped`).
         self._own = {"/health": "_health", "/ready": "_ready", "/metrics": "_metrics_app"}
