@@ -125,7 +125,8 @@ class Settings(BaseSettings):
     dashboard: bool = Field(True, description="Mount the dashboard and the API under route_prefix.")
 
     # tracing and debugging
-    trace_level: TraceLevel = Field("PERFORMANCE", description="Default depth of `traced` and the middleware.")
+    trace_level: TraceLevel = Field(
+        "PERFORMANCE", description="Depth of `traced` and the middleware; a ceiling on `traced(level=...)`.")
     trace_sample_rate: float = Field(
         1.0, ge=0.0, le=1.0, validation_alias=_env("trace_sample_rate", "OTEL_TRACES_SAMPLER_ARG"),
         description="Share of new traces sampled (parent-based).",

@@ -97,7 +97,7 @@ def test_success_at_every_level(
     shape: str, level: TraceLevel, provider: TracerProvider, exporter: InMemorySpanExporter, captured: Captured
 ) -> None:
     """Results unchanged; a span (from PERFORMANCE) with arguments (from DETAILED); summary fed."""
-    tracing.configure(provider=provider)
+    tracing.configure(provider=provider, level=TraceLevel.VERBOSE)  # the ceiling: the function's level applies
     started: list[str] = []
     op = build(shape, level, False, started)
     assert SHAPE_CHECK[shape](op)
@@ -132,7 +132,7 @@ def test_failure_at_every_level(
     shape: str, level: TraceLevel, provider: TracerProvider, exporter: InMemorySpanExporter, captured: Captured
 ) -> None:
     """The same exception comes out; snapshot from ERROR_ONLY; locals only at VERBOSE; all redacted."""
-    tracing.configure(provider=provider)
+    tracing.configure(provider=provider, level=TraceLevel.VERBOSE)  # the ceiling: the function's level applies
     op = build(shape, level, True, [])
     with pytest.raises(ValueError, match=r"^bad x=3 password=hunter2$") as info:
         run(shape, op, 3, "hunter2")
@@ -317,10 +317,10 @@ def test_nested_failure_takes_one_snapshot_from_the_innermost(
     assert debug.snapshot_of(captured[0][0]) is captured[0][1]
 
 
-def test_global_level_is_read_at_call_time_and_per_function_level_wins(
+def test_global_level_is_read_at_call_time_and_a_lower_function_level_wins(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    """Decorate first, configure later: the global level applies; a function's own level overrides it."""
+    """Decorate first, configure later: the global level applies; a function's own lower level wins."""
 
     @traced(name="follows")
     def follows(card: str) -> None:
@@ -340,9 +340,28 @@ def test_global_level_is_read_at_call_time_and_per_function_level_wins(
     assert (second.name, "kansoku.args.card" in (second.attributes or {})) == ("pinned", False)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_global_level_is_a_ceiling(
+    shape: str, provider: TracerProvider, exporter: InMemorySpanExporter, captured: Captured
+) -> None:
+    """Global ERROR_ONLY: a function marked VERBOSE captures no locals and makes no span; DISABLED: nothing."""
+    tracing.configure(provider=provider, level="ERROR_ONLY")
+    op = build(shape, TraceLevel.VERBOSE, True, [])
+    with pytest.raises(ValueError, match="bad x=3"):
+        run(shape, op, 3, "hunter2")
+    [(_, snapshot)] = captured
+    assert snapshot["level"] == "ERROR_ONLY"
+    assert all("locals" not in frame for frame in snapshot["frames"])
+    assert exporter.get_finished_spans() == ()
+    tracing.configure(provider=provider, level="DISABLED")
+    with pytest.raises(ValueError, match="bad x=3"):
+        run(shape, op, 3, "hunter2")
+    assert (len(captured), exporter.get_finished_spans()) == (1, ())
+
+
 def test_detailed_arguments_are_bounded_and_json(provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
     """Non-primitive arguments become bounded JSON; `self` is left out; secrets inside are redacted."""
-    tracing.configure(provider=provider)
+    tracing.configure(provider=provider, level="DETAILED")
 
     class Service:
         @traced(level="DETAILED", name="svc.save")

@@ -8,10 +8,13 @@
 | DETAILED | plus the arguments as span attributes, redacted and bounded |
 | VERBOSE | plus the locals of each in-app frame in the snapshot, redacted and bounded |
 
-The level of a call is the function's own (`traced(level=...)`) or else the global one, read at
-call time (`kansoku.tracing.configure`). Spans need a configured tracer; without one, calls still
-feed the performance summary and take snapshots. The innermost traced function that sees an
-exception takes its snapshot; the outer ones only mark their spans as failed.
+The global level (`KANSOKU_TRACE_LEVEL`, read at call time; `kansoku.tracing.configure`) is a
+ceiling: a call records at the function's own level (`traced(level=...)`) when that is lower, else
+at the global one. So `ERROR_ONLY` in production turns capture down everywhere, functions marked
+VERBOSE included, and a hot function can be marked lower than the rest. Spans need a configured
+tracer; without one, calls still feed the performance summary and take snapshots. The innermost
+traced function that sees an exception takes its snapshot; the outer ones only mark their spans as
+failed.
 """
 
 from __future__ import annotations
@@ -190,7 +193,7 @@ def _attribute_value(value: Any) -> str | bool | int | float:
 def traced(level: TraceLevel | str | None = None, name: str | None = None) -> Callable[[F], F]:
     """Trace a function, coroutine function, generator or async generator function.
 
-    `level` overrides the global level for this function; `name` the span and summary name
+    `level` is the most this function records; the global level caps it. `name` the span and summary name
     (default `module.qualname`). Results, exceptions and laziness are unchanged: a generator's
     span starts at its first item and covers the whole iteration.
     """
@@ -200,7 +203,8 @@ def traced(level: TraceLevel | str | None = None, name: str | None = None) -> Ca
         spec = _Spec(func, name, fixed)
 
         def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
-            current = spec.level if spec.level is not None else _STATE.level
+            ceiling = _STATE.level
+            current = spec.level if spec.level is not None and spec.level < ceiling else ceiling
             if current is TraceLevel.DISABLED:
                 return None
             return _Call(spec, current, args, kwargs)
