@@ -192,6 +192,22 @@ class Settings(BaseSettings):
         "[[errors.severity_rules]], [[errors.category_rules]]), tried before the defaults.",
     )
 
+    # kansoku server: ingestion of other services' Sentry events and OTLP
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base URL where senders reach `kansoku server` (in the DSNs and OTLP endpoints printed).",
+    )
+    ingest_max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest ingest request body, as sent (compressed); larger: 413.",
+    )
+    ingest_max_decompressed_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest ingest body once decompressed (gzip bombs stop here): 413.",
+    )
+    ingest_rate_limit: int = Field(
+        0, ge=0, description="Events and spans accepted per minute and project key (a project's own "
+        "limit wins); over it: 429 with Retry-After. 0: no limit.",
+    )
+
     strict: bool = Field(False, description="Raise kansoku's internal errors instead of reporting them (tests).")
 
     @field_validator("log_level", "trace_level", mode="before")

@@ -99,7 +99,8 @@ def test_postgres_is_not_migrated_on_open_unless_asked(postgres_url: str) -> Non
     try:
         store = Store.open(load_settings(database_url=url.replace("postgresql+psycopg://", "postgresql://")))
         assert store.dialect == "postgresql"
-        assert store.ping() == "store schema at revision none, kansoku needs 0001: run `kansoku db upgrade`"
+        needs = migrations.head()
+        assert store.ping() == f"store schema at revision none, kansoku needs {needs}: run `kansoku db upgrade`"
         migrations.upgrade(url)
         assert store.ping() is None
         store.close()

@@ -30,6 +30,8 @@ __all__ = [
     "error_groups",
     "metadata",
     "outbox",
+    "project_keys",
+    "projects",
     "request_stats",
     "silences",
     "spans",
@@ -72,6 +74,7 @@ error_groups = Table(
     Column("first_release", String(128)),
     Column("last_release", String(128)),
     Column("last_event_id", String(32)),
+    Column("project", String(128)),  # the kansoku server project it was ingested into; NULL: native
     Index("ix_kansoku_error_groups_status_last_seen", "status", "last_seen"),
     Index("ix_kansoku_error_groups_last_seen", "last_seen"),
     Index("ix_kansoku_error_groups_count", "count"),
@@ -132,9 +135,33 @@ spans = Table(
     Column("attributes", JSON, nullable=False),
     Column("events", JSON, nullable=False),
     Column("is_root", Boolean, nullable=False, default=False),
+    Column("project", String(128)),  # the kansoku server project it was ingested into; NULL: native
+    Column("links", JSON),  # [{trace_id, span_id, attributes}] of an ingested span; NULL: none
+    Column("resource", JSON),  # the sender's resource attributes (ingested spans)
     Index("ix_kansoku_spans_trace_id", "trace_id"),
     Index("ix_kansoku_spans_root_start", "is_root", "start_time"),
     Index("ix_kansoku_spans_root_duration", "is_root", "duration_ms"),
+)
+
+# --- kansoku server: projects and their ingest keys -----------------------------------------------
+
+projects = Table(
+    "kansoku_projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the DSN's project id
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("rate_limit", Integer),  # accepted events per minute and key; NULL: the server's default
+)
+
+project_keys = Table(  # a project's keys: the DSN's public key, the OTLP bearer token
+    "kansoku_project_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("project_id", Integer, ForeignKey("kansoku_projects.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),  # set by rotate-key: the key is refused (401) from then on
+    Index("ix_kansoku_project_keys_project_id", "project_id"),
 )
 
 # --- request statistics (dashboard overview without Prometheus) ------------------------------------
