@@ -91,7 +91,13 @@ def projects_create(name: str, rate_limit: int | None, as_json: bool, database_u
 @JSON
 @DB_URL
 def projects_list(as_json: bool, database_url: str | None) -> None:
-    """List the projects with their DSNs."""
+    """List the projects with their DSNs.
+
+    \b
+    Examples:
+      kansoku projects list
+      kansoku projects list --json | jq -r '.[] | .name + " " + .dsn'
+    """
     from kansoku.store.projects import list_projects
 
     found, url = _run(database_url, list_projects)
@@ -111,7 +117,13 @@ def projects_list(as_json: bool, database_url: str | None) -> None:
 @JSON
 @DB_URL
 def projects_rotate_key(project: str, as_json: bool, database_url: str | None) -> None:
-    """Give PROJECT (id or name) a new key; senders with the old one get 401 from now on."""
+    """Give PROJECT (id or name) a new key; senders with the old one get 401 from now on.
+
+    \b
+    Examples:
+      kansoku projects rotate-key checkout-api
+      kansoku projects rotate-key 3 --json | jq -r .dsn
+    """
     from kansoku.store.projects import rotate_key
 
     rotated, url = _run(database_url, lambda engine: rotate_key(engine, project))
@@ -123,7 +135,13 @@ def projects_rotate_key(project: str, as_json: bool, database_url: str | None) -
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @DB_URL
 def projects_delete(project: str, yes: bool, database_url: str | None) -> None:
-    """Delete PROJECT (id or name) and its keys; what it ingested stays until retention."""
+    """Delete PROJECT (id or name) and its keys; what it ingested stays until retention.
+
+    \b
+    Examples:
+      kansoku projects delete checkout-api
+      kansoku projects delete 3 --yes
+    """
     from kansoku.store.projects import delete_project
 
     if not yes:
