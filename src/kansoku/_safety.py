@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["internal_error_count", "report_internal_error", "set_strict", "suppress_internal_errors"]
+__all__ = ["internal_error_count", "is_strict", "report_internal_error", "set_strict", "suppress_internal_errors"]
 
 _strict = False
 _lock = threading.Lock()
@@ -21,6 +21,11 @@ def set_strict(strict: bool) -> None:
     """In strict mode (tests) internal errors are raised instead of reported."""
     global _strict
     _strict = strict
+
+
+def is_strict() -> bool:
+    """Whether internal errors raise (tests) rather than being reported."""
+    return _strict
 
 
 def internal_error_count(where: str | None = None) -> int:

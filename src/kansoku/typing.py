@@ -112,6 +112,7 @@ class ErrorEvent(TypedDict, total=False):
     environment: str
     release: str
     host: str
+    project: str  # the kansoku server project it was ingested into (absent: native)
     handled: bool
     mechanism: str
     title: str

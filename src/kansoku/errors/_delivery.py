@@ -144,7 +144,9 @@ class Delivery:
         """Frames with source, culprit, title; everything a user may have put in, redacted."""
         redactor = self.tracker.redactor
         event = pending.event
-        exceptions = self.frames.expand(pending.chain)
+        # An ingested event (no raw chain) arrives with its frames as data: redacted like the rest.
+        exceptions = (self.frames.expand(pending.chain) if pending.chain
+                      else redactor.redact(event.get("exceptions", [])))
         event["exceptions"] = exceptions
         event["message"] = exceptions[-1]["message"] if exceptions else redactor.redact_text(event["message"])
         event["culprit"] = cap.culprit_of(exceptions)

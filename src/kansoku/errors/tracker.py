@@ -251,6 +251,18 @@ class ErrorTracker:
             if crumbs:
                 event["breadcrumbs"] = crumbs
 
+    def submit_event(self, event: ErrorEvent) -> bool:
+        """Queue an event made elsewhere (ingested from another SDK), grouped and classified already.
+
+        It then goes the way of captured events: redaction, processors, the store, listeners.
+        False when the queue is full (the drop is counted): the caller must not acknowledge it.
+        """
+        accepted = self._worker.submit(Pending(event, []))
+        self.captured += 1
+        if not accepted:
+            self.dropped += 1
+        return accepted
+
     # --- log processors -------------------------------------------------------------------------
 
     def log_processor(self, logger: Any, method_name: str, event_dict: Any) -> Any:

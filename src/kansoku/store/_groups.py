@@ -152,6 +152,7 @@ def new_group_row(group: Group) -> dict[str, Any]:
         "first_release": cut(first.get("release"), 128),
         "last_release": cut(first.get("release"), 128),
         "last_event_id": first["event_id"],
+        "project": cut(first.get("project"), 128),
     }
 
 

@@ -44,7 +44,7 @@ _LIST_COLUMNS: Final = (
     _G.id, _G.group_key, _G.title, _G.culprit, _G.exception_type, _G.severity, _G.category, _G.service,
     _G.environment, _G.status, _G.first_seen, _G.last_seen, _G.count, _G.users_affected, _G.regressed,
     _G.regressed_at, _G.resolved_at, _G.resolved_in_release, _G.first_release, _G.last_release,
-    _G.last_event_id, _G.fingerprint_parts,
+    _G.last_event_id, _G.fingerprint_parts, _G.project,
 )
 
 

@@ -1,0 +1,13 @@
+"""Ingestion for `kansoku server`: other services' Sentry events and OTLP, into kansoku's pipeline.
+
+Each request is authenticated by its project key (`keys`), read with size limits while reading and
+decompressed with a bound on the output (`body`), decoded (`sentry`, `otlp`), and handed to the
+same parts as native data: error events to the `ErrorTracker` (grouping, classification,
+regressions, alerts), spans to the span store through a bounded writer (`spans`). A request is
+answered 2xx only once what it carried was accepted by those bounded queues, which flush at
+shutdown; malformed input is answered 400 with the reason, never 500.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
