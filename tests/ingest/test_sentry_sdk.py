@@ -22,9 +22,9 @@ def sentry() -> Iterator[Callable[..., Any]]:
                         transport_queue_size=1000, **options)
 
     yield init
-    client = sentry_sdk.get_client()
-    client.close(timeout=5)
-    sentry_sdk.init()  # an inactive client again
+    sentry_sdk.get_client().close(timeout=5)
+    # An inactive client again; still no integrations, which would patch the stdlib process-wide.
+    sentry_sdk.init(default_integrations=False, auto_enabling_integrations=False)
 
 
 def checkout(order: int) -> None:
@@ -102,3 +102,21 @@ def test_transactions_become_spans(running: Running, sentry: Callable[..., Any])
     ).all(), what="spans")
     assert [tuple(r) for r in rows] == [("nightly-report", transaction.trace_id, True, "shop"),
                                         ("SELECT orders", transaction.trace_id, False, "shop")]
+
+
+def test_a_rate_limited_sdk_backs_off(start_server: Callable[..., Running], sentry: Callable[..., Any]) -> None:
+    """Told 429 (Retry-After, X-Sentry-Rate-Limits), sentry-sdk stops sending: no more than the limit is kept."""
+    running = start_server(rate_limit=5)  # 5 events a minute for this project's key
+    sentry(running.config["dsn"])
+    for order in range(40):
+        try:
+            checkout(order)
+        except ValueError:
+            sentry_sdk.capture_exception()
+        sentry_sdk.flush(timeout=5)  # one request per event, so the SDK sees each answer
+    answers = running.server.ingest.answers
+    assert answers[429] >= 1
+    assert answers[200] <= 6  # the limit, and at most one token refilled while the test ran
+    assert answers[200] + answers[429] < 20  # after the 429 the SDK dropped events instead of sending
+    running.server.errors.flush(10)
+    assert sum(g["count"] for g in groups(running)) == answers[200]

@@ -43,8 +43,8 @@ def otlp_routes(ingest: Ingest) -> list[BaseRoute]:
         raise IngestError(404, "OTLP metrics are not supported by kansoku server: expose Prometheus "
                           "metrics and scrape them (kansoku's /metrics)")
 
-    return [Route("/v1/traces", guarded(traces), methods=["POST"]),
-            Route("/v1/logs", guarded(logs), methods=["POST"]),
-            Route("/v1/metrics", guarded(metrics), methods=["POST"])]
+    return [Route("/v1/traces", guarded(traces, ingest.answers), methods=["POST"]),
+            Route("/v1/logs", guarded(logs, ingest.answers), methods=["POST"]),
+            Route("/v1/metrics", guarded(metrics, ingest.answers), methods=["POST"])]
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,6 +41,7 @@ class Ingest:
     keys: KeyCache
     limiter: RateLimiter
     ingestor: Ingestor
+    answers: Counter[int] = field(default_factory=Counter)  # requests by the status answered
 
     async def project(self, key: str | None) -> Project:
         """The project of `key`; IngestError 401 for a missing, unknown or revoked key."""
@@ -74,20 +76,24 @@ def refusal(exc: IngestError) -> JSONResponse:
     return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=exc.headers)
 
 
-def guarded(handler: Handler) -> Handler:
+def guarded(handler: Handler, answers: Counter[int]) -> Handler:
     """`handler` with IngestError answered as JSON and any other failure as 400, never 500."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            return await handler(request)
+            response = await handler(request)
         except IngestError as exc:
+            answers[exc.status] += 1
             return refusal(exc)
         except Exception as exc:  # a payload that got past validation and broke a decoder
             report_internal_error("ingest.request", exc)
             if is_strict():
                 raise
+            answers[400] += 1
             return JSONResponse({"detail": f"could not process the payload ({type(exc).__name__})"},
                                 status_code=400)
+        answers[response.status_code] += 1
+        return response
 
     return endpoint
 
@@ -113,8 +119,8 @@ def sentry_routes(ingest: Ingest) -> list[BaseRoute]:
     async def store(request: Request) -> Response:
         return await receive(request, False)
 
-    return [Route("/api/{project_id:int}/envelope/", guarded(envelope), methods=["POST"]),
-            Route("/api/{project_id:int}/store/", guarded(store), methods=["POST"])]
+    return [Route("/api/{project_id:int}/envelope/", guarded(envelope, ingest.answers), methods=["POST"]),
+            Route("/api/{project_id:int}/store/", guarded(store, ingest.answers), methods=["POST"])]
 
 
 def routes(ingest: Ingest) -> list[BaseRoute]:
