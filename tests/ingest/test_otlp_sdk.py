@@ -96,3 +96,20 @@ def test_json_encoding_and_partial_success(running: Running) -> None:
                              "spans need a 16-byte trace_id and an 8-byte span_id, not all zero"}}
     rows = wait_for(lambda: stored(running), what="the span")
     assert [(r["name"], r["service"], r["duration_ms"]) for r in rows] == [("nightly", "cron", 1000.0)]
+
+
+def test_ingested_spans_are_redacted(running: Running) -> None:
+    """Secrets a sender put in span names, attributes, events and resources never reach the store."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "billing", "db.password": "hunter2"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(
+        endpoint=f"{running.url}/v1/traces", headers={"authorization": f"Bearer {running.project.key}"})))
+    with provider.get_tracer("billing").start_as_current_span("charge card 4111 1111 1111 1111") as span:
+        span.set_attribute("http.request.header.authorization", "Bearer sk_live_abcdefghijklmnop1234")
+        span.set_attribute("api_key", "abc123")
+        span.add_event("retry", {"password": "hunter2"})
+    provider.shutdown()
+    row = wait_for(lambda: stored(running), what="the span")[0]
+    text = repr(row)
+    assert "hunter2" not in text and "4111 1111 1111 1111" not in text and "abc123" not in text
+    assert "sk_live_abcdefghijklmnop1234" not in text
+    assert row["resource"]["service.name"] == "billing"

@@ -11,8 +11,8 @@ Sentry SDKs), 503 a queue full or the store unreachable (retry). Nothing here an
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool

@@ -2,7 +2,9 @@
 
 `submit(rows)` queues one request's spans (False when the queue is full: answer 503, the sender
 retries). The writer inserts each batch in one transaction; a span id stored already (a sender's
-retry) is skipped. While the store fails, the batch is retried with backoff and the queue fills
+retry) is skipped. Names, attributes, events, links, status messages and resource attributes go
+through the same `Redactor` as native spans and events first (in the writer's thread). While the
+store fails, the batch is retried with backoff and the queue fills
 up instead of losing what was acknowledged; `close(timeout)` writes what is queued.
 """
 
@@ -17,6 +19,7 @@ from sqlalchemy import Engine
 
 from kansoku._safety import report_internal_error
 from kansoku._worker import BackgroundWorker
+from kansoku.redact import Redactor
 from kansoku.store import write_transaction
 from kansoku.store.tables import spans as spans_table
 
@@ -28,6 +31,18 @@ COLUMNS: Final = ("span_id", "trace_id", "parent_id", "name", "kind", "service",
 _JSON: Final = frozenset({"attributes", "events", "links", "resource"})
 
 
+def redact_row(row: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """The row with every text a sender chose (name, attributes, events, links...) redacted."""
+    clean = dict(row)
+    clean["name"] = redactor.redact_text(row["name"])[:256]
+    if row.get("status_message"):
+        clean["status_message"] = redactor.redact_text(row["status_message"])
+    for name in ("attributes", "events", "links", "resource"):
+        if row.get(name):
+            clean[name] = redactor.redact(row[name])
+    return clean
+
+
 def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(orjson.dumps(row[c], default=str).decode() if c in _JSON and row[c] is not None else row[c]
                  for c in COLUMNS)
@@ -36,8 +51,9 @@ def _driver_row(row: dict[str, Any]) -> tuple[Any, ...]:
 class SpanSink:
     """Writes ingested span rows (dicts with COLUMNS) to `kansoku_spans` from one thread."""
 
-    def __init__(self, engine: Engine, *, maxsize: int = 10_000) -> None:
+    def __init__(self, engine: Engine, redactor: Redactor, *, maxsize: int = 10_000) -> None:
         self.engine = engine
+        self.redactor = redactor
         self.stored = 0
         self.failures = 0
         self.closing = False
@@ -59,7 +75,7 @@ class SpanSink:
         return self._worker.depth
 
     def _write_batch(self, items: list[list[dict[str, Any]]]) -> None:
-        rows = [_driver_row(row) for item in items for row in item]
+        rows = [_driver_row(redact_row(row, self.redactor)) for item in items for row in item]
         backoff = 0.05
         while True:
             try:

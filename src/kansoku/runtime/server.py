@@ -117,7 +117,7 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
     errors = ErrorTracker(settings, store.engine)
     alerts = AlertEngine(settings, store.engine)
     errors.add_listener(alerts.on_error)
-    spans = SpanSink(store.engine, maxsize=settings.queue_size)
+    spans = SpanSink(store.engine, errors.redactor, maxsize=settings.queue_size)
     ingest = Ingest(settings, KeyCache(lambda key: authenticate(store.engine, key)), RateLimiter(),
                     Ingestor(errors, spans))
     server = Server(settings, store, errors, alerts, Dispatcher(settings, store.engine, alert_engine=alerts),
