@@ -27,6 +27,7 @@ from kansoku.exceptions import ConfigError
 __all__ = ["LOG_LEVELS", "TRACE_LEVELS", "Settings", "load_settings"]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_STORE_SCHEMES = frozenset({"sqlite", "postgresql", "postgres"})
 TRACE_LEVELS = ("DISABLED", "ERROR_ONLY", "PERFORMANCE", "DETAILED", "VERBOSE")
 ENV_PREFIX = "KANSOKU_"
 _VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -215,6 +216,16 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _store_backend(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
+        if scheme not in _STORE_SCHEMES:
+            raise ValueError(
+                "kansoku stores in SQLite or PostgreSQL: use sqlite:///path/kansoku.db or "
+                "postgresql://user:password@host/db")
+        return value
+
     @field_validator("route_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -331,6 +342,8 @@ def _explain(exc: ValidationError) -> str:
         name = ".".join([field, *loc[1:]]) or "?"
         value = error.get("input")
         shown = "***" if _is_secret(field) else repr(value)
+        if field == "database_url" and isinstance(value, str) and "://" in value:  # no password in the message
+            shown = repr(_mask_url(value, keep_path=True))
         where = f"{name} (environment {ENV_PREFIX}{field.upper()} or key {name!r} in kansoku.toml)"
         if error["type"] == "extra_forbidden":
             lines.append(f"unknown setting {name!r} = {shown}; see `kansoku config check --help` for the names")

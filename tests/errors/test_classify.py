@@ -36,6 +36,9 @@ class PaymentError(Exception):
     (ValueError("database is locked"), "high", "database"),
     (sqlite3.OperationalError("no such table: orders"), "low", "database"),
     (TimeoutError("timeout talking to payments"), "medium", "network"),
+    (ConnectionRefusedError("database connection refused"), "high", "database"),
+    (TimeoutError("database query timeout"), "high", "database"),
+    (ConnectionRefusedError("connection refused by payments"), "low", "network"),
     (ValueError("request timeout"), "medium", "network"),
     (ValueError("connection reset by peer"), "low", "database"),  # the chapter checks database words first
     (ValueError("slow response from cache"), "low", "performance"),

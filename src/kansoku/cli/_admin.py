@@ -18,6 +18,7 @@ from kansoku.cli._common import (
     echo_json,
     load_settings_or_exit,
     mask_url,
+    missing_sqlite_file,
     store_error,
 )
 
@@ -143,7 +144,10 @@ def db_status(as_json: bool, database_url: str | None) -> None:
 
     settings = load_settings_or_exit(database_url=database_url)
     try:
-        current, head = migrations.status(settings.database_url)
+        if missing_sqlite_file(settings.database_url) is None:
+            current, head = migrations.status(settings.database_url)
+        else:  # nothing to read, and a status check creates no store
+            current, head = None, migrations.shipped_head() or migrations.head()
     except Exception as exc:
         raise store_error(settings, exc) from None
     data = {"database_url": mask_url(settings.database_url), "current": current, "head": head,

@@ -53,7 +53,7 @@ def alerts_list(as_json: bool, database_url: str | None) -> None:
 
     settings = load_settings_or_exit(database_url=database_url)
     config = alerting_or_exit(settings)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         try:
             silences = [s.as_dict() for s in list_silences(store.engine, time.time())]
             deliveries = [dict(row) for row in delivery_log(store.engine, limit=10)]
@@ -188,7 +188,7 @@ def alerts_unsilence(silence_id: int, database_url: str | None) -> None:
     from kansoku.alerts.silences import expire_silence
 
     settings = load_settings_or_exit(database_url=database_url)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         ended = expire_silence(store.engine, silence_id, time.time())
     if not ended:
         raise CliError(f"no active silence {silence_id}; `kansoku alerts list` shows them", EXIT_NOT_FOUND)

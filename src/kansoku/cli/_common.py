@@ -71,11 +71,23 @@ def alerting_or_exit(settings: Settings) -> AlertingConfig:
         raise CliError(f"{exc}\nFix the [alerts] section of the configuration file.", EXIT_CONFIG) from None
 
 
-def open_store_or_exit(settings: Settings, *, ping: bool = False) -> Store:
-    """The store of `settings` (migrated when SQLite); unusable -> EXIT_STORE with the fix."""
+def open_store_or_exit(settings: Settings, *, ping: bool = False, read_only: bool = False) -> Store:
+    """The store of `settings` (migrated when SQLite); unusable -> EXIT_STORE with the fix.
+
+    `read_only`: a command that only reads (or changes what is there) never creates a store: a
+    SQLite file that does not exist, a mistyped path say, exits EXIT_STORE naming it.
+    """
     from kansoku.exceptions import ConfigError
     from kansoku.store import Store
 
+    missing = missing_sqlite_file(settings.database_url) if read_only else None
+    if missing is not None:
+        raise CliError(
+            f"no store at {missing}: the file does not exist, so nothing was recorded there\n"
+            "Check KANSOKU_DATABASE_URL (or --database-url): an instrumented app creates its store "
+            "when it starts.",
+            EXIT_STORE,
+        )
     try:
         store = Store.open(settings)
     except ConfigError as exc:  # a PostgreSQL URL without the driver installed, say
@@ -89,10 +101,28 @@ def open_store_or_exit(settings: Settings, *, ping: bool = False) -> Store:
     return store
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a file-based SQLite URL whose file does not exist, else None."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not a URL: opening the store says so
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    return None if path.exists() else str(path)
+
+
 @contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    """The store of `settings`, closed on exit; unusable -> EXIT_STORE with the fix."""
-    store = open_store_or_exit(settings)
+def open_store(settings: Settings, *, read_only: bool = False) -> Iterator[Store]:
+    """The store of `settings`, closed on exit; unusable -> EXIT_STORE with the fix (`read_only`:
+    as `open_store_or_exit`'s)."""
+    store = open_store_or_exit(settings, read_only=read_only)
     try:
         yield store
     finally:

@@ -208,7 +208,7 @@ def _announce_resolution(engine: Any, group: dict[str, Any], database_url: str |
 def _query(database_url: str | None, call: Any) -> Any:
     """Run `call(engine)` on the store; bad filter values are usage errors, store failures exit 4."""
     settings = load_settings_or_exit(database_url=database_url)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         try:
             return call(store.engine)
         except ValueError as exc:

@@ -97,6 +97,9 @@ DEFAULT_CATEGORY_RULES: Final = (
     _rule("database", "database types", types=(
         "sqlalchemy.exc.SQLAlchemyError", "sqlite3.Error", "psycopg.Error", "psycopg2.Error",
         "asyncpg.exceptions.PostgresError", "pymysql.err.MySQLError")),
+    # A refused connection or a timeout that says it was the database's is the database's.
+    _rule("database", "network types with database words", types=("ConnectionError", "TimeoutError"),
+          keywords=("database", "sql", "postgres", "postgresql", "mysql", "sqlite")),
     _rule("network", "network types", types=(
         "ConnectionError", "TimeoutError", "socket.gaierror", "httpx.TransportError",
         "requests.exceptions.ConnectionError", "requests.exceptions.Timeout")),
