@@ -75,7 +75,8 @@ class RequestInfo(TypedDict, total=False):
 
     method: str
     route: str
-    url: str
+    url: str  # the path and query
+    origin: str  # scheme://host[:port], when known
     headers: dict[str, str]
     client: str
     user_agent: str

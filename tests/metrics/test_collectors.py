@@ -230,3 +230,25 @@ def test_scrape_adds_this_workers_exemplars_to_the_summed_buckets(tmp_path: Path
     assert ('http_request_duration_seconds_bucket{le="0.1",method="GET",route="/a"} 1.0 # '
             f'{{trace_id="{"ab" * 16}"}} 0.05 1800000000.0') in text
     assert b"# {" not in generate_latest(registry)  # the Prometheus text format has no exemplars
+
+
+def test_destinations_health_is_exported() -> None:
+    """A Link (Sentry, say) is kansoku_export_up 0 while down and counts what it could not send."""
+    from kansoku._outage import Link
+    from kansoku.testing import capture_logs
+
+    with capture_logs():
+        link = Link("probe-target", _safety_log())
+        link.failed("ConnectionRefusedError", lost=3)
+    samples = _samples(SelfCollector())
+    assert samples[("kansoku_export_up", (("target", "probe-target"),))] == 0.0
+    assert samples[("kansoku_export_lost_total", (("target", "probe-target"),))] == 3.0
+    with capture_logs():
+        link.succeeded()
+    assert _samples(SelfCollector())[("kansoku_export_up", (("target", "probe-target"),))] == 1.0
+
+
+def _safety_log() -> Any:
+    from kansoku.logs import get_logger
+
+    return get_logger("kansoku.test")

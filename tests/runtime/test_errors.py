@@ -32,7 +32,14 @@ async def test_exception_is_captured_with_the_request(fastapi_client: httpx.Asyn
     assert captured["mechanism"] == "middleware"
     assert captured["handled"] is False
     assert captured["request"] == {"method": "GET", "route": "/boom", "url": "/boom", "client": "127.0.0.1",
-                                   "user_agent": "ua/1"}
+                                   "user_agent": "ua/1", "origin": "http://testserver"}
+
+
+async def test_a_hostile_host_header_is_not_the_origin(fastapi_client: httpx.AsyncClient, runtime: Any) -> None:
+    """A Host header that is not a host[:port] is replaced by the server's address."""
+    await fastapi_client.get("/boom", headers={"Host": "evil.example/<script>"})
+    (captured,) = runtime.captured
+    assert captured["request"]["origin"] == "http://testserver"  # the server's own name
 
 
 async def test_error_and_access_lines_carry_event_and_request_ids(fastapi_client: httpx.AsyncClient,

@@ -1,4 +1,4 @@
-"""kansoku's own health as metrics: queue depths and capacities, dropped items, internal errors."""
+"""kansoku's own health as metrics: queues, dropped items, internal errors, destinations' health."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kansoku._outage import live_links
 from kansoku._safety import internal_error_counts
 from kansoku._worker import live_workers
 
@@ -23,7 +24,7 @@ class SelfCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         """Read every live background worker and the internal error counts."""
-        depth, capacity, dropped, errors = families = self._families()
+        depth, capacity, dropped, errors, up, lost = families = self._families()
         counts = internal_error_counts()
         for worker in sorted(live_workers(), key=lambda w: w.name):
             depth.add_metric([worker.name], worker.depth)
@@ -33,6 +34,9 @@ class SelfCollector(Collector):
             counts.setdefault(f"worker:{worker.name}", 0)
         for where, count in sorted(counts.items()):
             errors.add_metric([where], count)
+        for link in sorted(live_links(), key=lambda link: link.target):
+            up.add_metric([link.target], 1 if link.up else 0)
+            lost.add_metric([link.target], link.lost)
         return families
 
     @staticmethod
@@ -46,4 +50,8 @@ class SelfCollector(Collector):
                                 labels=["queue"]),
             CounterMetricFamily("kansoku_internal_errors", "kansoku's own failures by place (the app was "
                                 "not affected).", labels=["where"]),
+            GaugeMetricFamily("kansoku_export_up", "1 while the last send to a destination (Sentry, an OTLP "
+                              "collector) went through.", labels=["target"]),
+            CounterMetricFamily("kansoku_export_lost", "Items kansoku could not send to a destination.",
+                                labels=["target"]),
         ]

@@ -29,7 +29,7 @@ from kansoku.runtime.endpoints import Network, in_networks, parse_networks
 from kansoku.typing import IdFactory, RequestInfo
 
 __all__ = ["CURRENT", "PROBES", "Exchange", "Recorder", "client_address", "current_exchange", "new_request_id",
-           "set_route", "valid_request_id"]
+           "origin_of", "set_route", "valid_request_id"]
 
 CURRENT: ContextVar[Exchange | None] = ContextVar("kansoku_exchange", default=None)
 _VALID_ID: Final = re.compile(r"[A-Za-z0-9._:@/+=\-]{1,128}")
@@ -98,10 +98,34 @@ class Exchange:
         """The client's address (the peer, or the hop before the trusted proxies)."""
         return ""
 
+    def origin(self) -> str:
+        """`scheme://host[:port]` the client asked for, or "" when unknown."""
+        return ""
+
     def request_info(self) -> RequestInfo:
         """What an error event keeps of this request."""
-        return {"method": self.method, "route": self.live_route(), "url": self.path, "client": self.client(),
-                "user_agent": self.user_agent}
+        info: RequestInfo = {"method": self.method, "route": self.live_route(), "url": self.path,
+                             "client": self.client(), "user_agent": self.user_agent}
+        origin = self.origin()
+        if origin:
+            info["origin"] = origin
+        return info
+
+
+_HOST: Final = re.compile(r"(?:[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
+def origin_of(scheme: str, host: str, server: tuple[str, int | None] | None) -> str:
+    """`scheme://host`: the Host header when it is a host name or address, else the server's address.
+
+    The Host header is the client's word: anything but a plain host[:port] (a path, a space, a
+    quote, 300 characters) is not used.
+    """
+    if not _HOST.fullmatch(host):
+        address = "" if not server else f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+        host = address if _HOST.fullmatch(address) else ""
+    scheme = scheme if scheme in ("http", "https") else "http"
+    return f"{scheme}://{host}" if host else ""
 
 
 class Recorder:

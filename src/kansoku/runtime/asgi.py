@@ -25,6 +25,7 @@ from kansoku.runtime._exchange import (
     client_address,
     internal_error,
     new_request_id,
+    origin_of,
     valid_request_id,
 )
 from kansoku.runtime.endpoints import (
@@ -234,6 +235,12 @@ class _Request(Exchange):
     def client(self) -> str:
         """The client's address (the peer, or the hop before the trusted proxies)."""
         return self.middleware.client(self.scope)
+
+    def origin(self) -> str:
+        """The scheme and the Host header (or the server's address)."""
+        scope = self.scope
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        return origin_of(scope.get("scheme", "http"), host.decode("latin-1"), scope.get("server"))
 
     async def send(self, message: Message) -> None:
         """Note status and body size; put the request id header on the response."""

@@ -37,7 +37,15 @@ import orjson
 
 from kansoku.context import _CONTEXT
 from kansoku.metrics._http import UNMATCHED
-from kansoku.runtime._exchange import CURRENT, Exchange, Recorder, client_address, internal_error, new_request_id
+from kansoku.runtime._exchange import (
+    CURRENT,
+    Exchange,
+    Recorder,
+    client_address,
+    internal_error,
+    new_request_id,
+    origin_of,
+)
 from kansoku.runtime.endpoints import MetricsEndpoint, ready_report
 from kansoku.typing import IdFactory
 
@@ -225,6 +233,13 @@ class _WSGIExchange(Exchange):
     def client(self) -> str:
         """The client's address (the peer, or the hop before the trusted proxies)."""
         return self.middleware.client(self.environ)
+
+    def origin(self) -> str:
+        """The scheme and the Host header (or SERVER_NAME and SERVER_PORT)."""
+        environ = self.environ
+        port = str(environ.get("SERVER_PORT", ""))
+        server = (str(environ["SERVER_NAME"]), int(port)) if environ.get("SERVER_NAME") and port.isdigit() else None
+        return origin_of(str(environ.get("wsgi.url_scheme", "http")), str(environ.get("HTTP_HOST", "")), server)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
                        ) -> Callable[[bytes], object]:
