@@ -236,3 +236,14 @@ async def test_request_stats_are_recorded(fastapi_client: httpx.AsyncClient, run
     await fastapi_client.get("/boom")
     (row,) = runtime.request_stats.pending().values()
     assert (row["requests"], row["errors_4xx"], row["errors_5xx"]) == (3, 1, 1)
+
+
+def test_an_informational_check_is_reported_but_keeps_ready() -> None:
+    """A destination outage (Sentry, the collector) is listed as degraded; /ready stays 200."""
+    from kansoku.runtime.endpoints import ready_report
+
+    results = {"store": None, "exports": "otlp unreachable for 12s: HTTP 503"}
+    assert ready_report(results, {"exports"}) == (200, {
+        "status": "ok", "checks": {"exports": "otlp unreachable for 12s: HTTP 503", "store": "ok"},
+        "degraded": ["exports"]})
+    assert ready_report(results)[0] == 503

@@ -137,3 +137,45 @@ def test_traces_url_follows_the_otlp_endpoint_rules() -> None:
     assert tracing.traces_url("http://collector:4318") == "http://collector:4318/v1/traces"
     assert tracing.traces_url("http://collector:4318/") == "http://collector:4318/v1/traces"
     assert tracing.traces_url("https://x/otlp/v1/traces") == "https://x/otlp/v1/traces"
+
+
+def test_a_dead_collector_is_one_line_down_and_one_back(monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A collector answering 503: one kansoku warning for three failed batches, no SDK retry lines, one line back."""
+    from kansoku.testing import capture_logs
+
+    down = [True]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            out = b"" if down[0] else ExportTraceServiceResponse().SerializeToString()
+            self.send_response(503 if down[0] else 200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")  # the SDK retries 503 until then
+    provider = configure_tracing(load_settings(otlp_endpoint=f"http://127.0.0.1:{server.server_address[1]}"), None)
+    tracer = provider.get_tracer("test")
+    try:
+        with capture_logs() as logs:
+            for i in range(3):
+                tracer.start_span(f"lost-{i}").end()
+                provider.force_flush(10_000)
+            down[0] = False
+            tracer.start_span("sent").end()
+            provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
+        server.shutdown()
+        server.server_close()
+    lines = [(r["level"], r["event"], r.get("not_sent")) for r in logs if r.get("target") == "otlp"]
+    assert lines == [("warning", "otlp unreachable", None), ("info", "otlp reachable again", 3)]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry.exporter")] == []

@@ -92,6 +92,7 @@ class Runtime:
         tracing.configure(settings, self.tracer_provider, debugger=self.debugger)
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
         self.metrics_mirror = _metrics_mirror(self.registry)
+        self.readiness.register("exports", _exports_problem, informational=True)
         hooks = [tracing.add_trace_ids, self.errors.breadcrumb_processor, self.errors.log_processor]
         configure_logging(settings, hooks=hooks, service=self.service)
         for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
@@ -197,6 +198,14 @@ class Runtime:
             with _safety.suppress_internal_errors("periodic.retention"):
                 enforce_retention(self.engine, days=self.settings.retention_days,
                                   max_events_per_group=self.settings.max_events_per_group)
+
+
+def _exports_problem() -> str | None:
+    """What kansoku cannot send now (Sentry, the OTLP collector): informational on /ready."""
+    from kansoku._outage import live_links
+
+    problems = sorted(problem for link in live_links() if (problem := link.problem()) is not None)
+    return "; ".join(problems) or None
 
 
 def _metrics_mirror(registry: CollectorRegistry) -> Any:

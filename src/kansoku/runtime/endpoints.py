@@ -55,10 +55,20 @@ class Readiness:
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
+        self.informational: set[str] = set()
 
-    def register(self, name: str, check: Check) -> None:
-        """Add (or replace) the check called `name`."""
+    def register(self, name: str, check: Check, *, informational: bool = False) -> None:
+        """Add (or replace) the check called `name`.
+
+        `informational`: its problem is reported (under `degraded`) but /ready stays 200. For
+        what kansoku sends elsewhere (Sentry, an OTLP collector): an outage there must not take
+        the app out of its load balancer.
+        """
         self._checks[name] = check
+        if informational:
+            self.informational.add(name)
+        else:
+            self.informational.discard(name)
 
     def results(self) -> dict[str, str | None]:
         """Run every check (they may do I/O: call this off the event loop); a raising check fails."""
@@ -120,13 +130,18 @@ class ReadyEndpoint:
         results: dict[str, str | None] = {"checks": f"did not finish within {self.timeout:g}s"}
         with anyio.move_on_after(self.timeout):
             results = await anyio.to_thread.run_sync(self.readiness.results, abandon_on_cancel=True)
-        status, body = ready_report(results)
+        status, body = ready_report(results, self.readiness.informational)
         await send_json(send, status, body, head=scope["method"] == "HEAD")
 
 
-def ready_report(results: dict[str, str | None]) -> tuple[int, dict[str, Any]]:
-    """The /ready status and body for the checks' results: 200, or 503 naming the failing ones."""
-    failing = {name: problem for name, problem in results.items() if problem is not None}
+def ready_report(results: dict[str, str | None], informational: Iterable[str] = ()) -> tuple[int, dict[str, Any]]:
+    """The /ready status and body for the checks' results: 200, or 503 naming the failing ones.
+
+    Problems of `informational` checks are listed under `degraded` and leave the status 200.
+    """
+    soft = frozenset(informational)
+    degraded = sorted(name for name, problem in results.items() if problem is not None and name in soft)
+    failing = {name: problem for name, problem in results.items() if problem is not None and name not in soft}
     # /ready is open to orchestrators like /health: a problem text (a driver's error, say) is
     # scrubbed before it leaves, in case it quotes a connection string.
     body: dict[str, Any] = {"status": "unavailable" if failing else "ok",
@@ -134,6 +149,8 @@ def ready_report(results: dict[str, str | None]) -> tuple[int, dict[str, Any]]:
                                        for name, problem in sorted(results.items())}}
     if failing:
         body["failing"] = sorted(failing)
+    if degraded:
+        body["degraded"] = degraded
     return (503 if failing else 200), body
 
 

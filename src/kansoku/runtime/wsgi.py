@@ -190,7 +190,7 @@ class KansokuWSGIMiddleware:
             results = future.result(timeout=5.0)
         except concurrent.futures.TimeoutError:
             results = {"checks": "did not finish within 5s"}
-        status, body = ready_report(results)
+        status, body = ready_report(results, self.runtime.readiness.informational)
         return _json(environ, start_response, status, body)
 
     def _metrics_app(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -35,10 +35,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from kansoku import debug
+from kansoku._outage import Link
 from kansoku.exceptions import ConfigError
 from kansoku.logs import get_logger
 from kansoku.redact import redactor_for
 from kansoku.settings import Settings
+from kansoku.tracing._linked import LinkedExporter
 from kansoku.tracing._otel import (
     build_propagator,
     build_sampler,
@@ -167,7 +169,8 @@ def _processors(settings: Settings, engine: Engine | None) -> list[SpanProcessor
     processors: list[SpanProcessor] = []
     target = span_exporter_target(settings)
     if target is not None and target[0] == "otlp":
-        exporter: SpanExporter = otlp_span_exporter(target[1], settings.otlp_protocol)
+        exporter: SpanExporter = LinkedExporter(otlp_span_exporter(target[1], settings.otlp_protocol),
+                                                Link("otlp", log))
         processors.append(BatchSpanProcessor(RedactingSpanExporter(exporter, redactor)))
     elif target is not None:
         processors.append(BatchSpanProcessor(RedactingSpanExporter(ConsoleSpanExporter(out=sys.stdout), redactor)))
