@@ -49,14 +49,14 @@ def alerts_list(as_json: bool, database_url: str | None) -> None:
       kansoku alerts list --json | jq '.rules[].name'
     """
     from kansoku.alerts.silences import list_silences
-    from kansoku.web.dashboard.queries import delivery_log
+    from kansoku.store import queries
 
     settings = load_settings_or_exit(database_url=database_url)
     config = alerting_or_exit(settings)
     with open_store(settings, read_only=True) as store:
         try:
             silences = [s.as_dict() for s in list_silences(store.engine, time.time())]
-            deliveries = [dict(row) for row in delivery_log(store.engine, limit=10)]
+            deliveries = queries.deliveries(store.engine, limit=10)["items"]
         except Exception as exc:
             raise store_error(settings, exc) from None
     rules = [{**rule.model_dump(mode="json", exclude_defaults=True), "name": rule.name, "kind": rule.kind,

@@ -10,7 +10,7 @@ import time
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,13 +20,12 @@ from kansoku.alerts import outbox as outbox_ops
 from kansoku.alerts.engine import RESOLVING_CHANNELS, AlertEngine
 from kansoku.alerts.silences import create_silence, expire_silence, list_silences
 from kansoku.exceptions import ConfigError
-from kansoku.store.tables import alert_state, outbox
+from kansoku.store import queries
 from kansoku.typing import Clock
 
 __all__ = ["routes"]
 
-_STATUSES: Final = frozenset({"pending", "sending", "sent", "dead", "superseded"})
-_MAX_LIMIT: Final = 500
+_MAX_LIMIT: Final = queries.MAX_DELIVERIES
 _SILENCE_FIELDS: Final = ("rule", "group_key", "tag", "text", "comment", "created_by")
 
 
@@ -60,7 +59,7 @@ def routes(
         if alert_engine is None:
             return _error(404, "alerting is not configured in this process")
         config = alert_engine.config
-        with_state = await run_in_threadpool(_rule_states, engine)
+        with_state = await run_in_threadpool(queries.rule_states, engine)
         items = []
         for rule in config.rules:
             data = rule.model_dump(mode="json")
@@ -75,23 +74,24 @@ def routes(
 
     async def deliveries(request: Request) -> JSONResponse:
         status = request.query_params.get("status")
-        if status is not None and status not in _STATUSES:
-            return _error(400, f"status must be one of {', '.join(sorted(_STATUSES))}")
+        if status is not None and status not in queries.DELIVERY_STATUSES:
+            return _error(400, f"status must be one of {', '.join(sorted(queries.DELIVERY_STATUSES))}")
         try:
             limit = _int(request, "limit", 50, _MAX_LIMIT)
             offset = _int(request, "offset", 0, 10**9)
         except ConfigError as exc:
             return _error(400, str(exc))
-        filters = {key: request.query_params.get(key) for key in ("channel", "rule")}
-        items, total = await run_in_threadpool(_deliveries, engine, status, filters, limit, offset)
-        return JSONResponse({"items": items, "total": total, "limit": limit, "offset": offset})
+        found = await run_in_threadpool(lambda: queries.deliveries(
+            engine, status=status, channel=request.query_params.get("channel"),
+            rule=request.query_params.get("rule"), limit=limit, offset=offset))
+        return JSONResponse(found)
 
     async def retry(request: Request) -> JSONResponse:
         outbox_id = int(request.path_params["id"])
         done = await run_in_threadpool(outbox_ops.retry_dead, engine, outbox_id, now())
         if done:
             return JSONResponse({"id": outbox_id, "status": "pending"})
-        exists = await run_in_threadpool(_exists, engine, outbox_id)
+        exists = await run_in_threadpool(queries.notification_exists, engine, outbox_id)
         if exists:
             return _error(409, "only dead notifications can be retried")
         return _error(404, "no such notification")
@@ -157,39 +157,3 @@ def _ends_at(body: dict[str, Any], now: float) -> float:
     if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 < minutes <= 525_600:
         raise ConfigError("'duration_minutes' must be a number between 0 and 525600")
     return now + float(minutes) * 60
-
-
-def _rule_states(engine: Engine) -> dict[str, dict[str, Any]]:
-    query = select(alert_state.c.rule, func.max(alert_state.c.last_sent), func.sum(alert_state.c.suppressed),
-                   func.count().filter(alert_state.c.firing.is_(True))).group_by(alert_state.c.rule)
-    with engine.connect() as conn:
-        return {
-            rule: {"last_sent": last or None, "suppressed": int(suppressed or 0),
-                   "firing_groups": int(firing)}
-            for rule, last, suppressed, firing in conn.execute(query)
-        }
-
-
-def _deliveries(engine: Engine, status: str | None, filters: dict[str, str | None], limit: int,
-                offset: int) -> tuple[list[dict[str, Any]], int]:
-    where = [outbox.c.status == status] if status else []
-    where += [getattr(outbox.c, key) == value for key, value in filters.items() if value]
-    names = ("id", "created_at", "channel", "rule", "group_key", "kind", "status", "attempts",
-             "next_attempt_at", "sent_at", "last_error", "payload")
-    columns = [outbox.c[name] for name in names]
-    with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(outbox).where(*where)).scalar_one()
-        query = select(*columns).where(*where).order_by(outbox.c.id.desc()).limit(limit).offset(offset)
-        rows = conn.execute(query)
-        items = []
-        for row in rows:
-            data = dict(row._mapping)
-            payload = data.pop("payload") or {}
-            data["title"] = payload.get("item", {}).get("title", "")
-            items.append(data)
-    return items, int(total)
-
-
-def _exists(engine: Engine, outbox_id: int) -> bool:
-    with engine.connect() as conn:
-        return conn.execute(select(outbox.c.id).where(outbox.c.id == outbox_id)).first() is not None

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart, nice_ceiling
+from kansoku.web.dashboard.filters import ErrorFilters
 from kansoku.web.dashboard.present import chain, frame_lines, human_bytes, mask_channel, waterfall
-from kansoku.web.dashboard.queries import ErrorFilters
 from kansoku.web.dashboard.render import ago, query_string, timestamp
 from kansoku.web.dashboard.series import Point, parse_buckets, quantile, request_points, totals
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from kansoku.store.queries import set_status
 from kansoku.typing import Clock
 
 __all__ = ["ACTIONS", "add_silence", "expire_silence", "set_group_status", "slack_resolver"]
@@ -23,8 +24,6 @@ def set_group_status(
     engine: Engine, group_ids: Sequence[int | str], action: str, now: float, alerts: Any = None
 ) -> int:
     """Resolve, ignore or reopen groups (by id, event id or group key); how many changed."""
-    from kansoku.store.queries import set_status
-
     changed = 0
     for ident in group_ids:
         group = set_status(engine, ident, ACTIONS[action], now=now)

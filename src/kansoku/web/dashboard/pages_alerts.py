@@ -9,16 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kansoku.redact import Redactor
+from kansoku.store import queries as q
 from kansoku.web.auth import access_of
 from kansoku.web.dashboard import commands
-from kansoku.web.dashboard import queries as q
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, no_store, redirect
 from kansoku.web.dashboard.present import mask_channel
 
 __all__ = ["DURATIONS", "ROUTES"]
 
 DURATIONS = {"30": "30 minutes", "60": "1 hour", "240": "4 hours", "1440": "1 day", "10080": "1 week"}
-DELIVERY_STATUSES = ("pending", "sending", "sent", "dead", "superseded")
 LOG_PAGE = 50
 
 
@@ -53,8 +52,8 @@ def _page_data(ctx: DashboardContext, status: str, page: int) -> dict[str, Any]:
         "rules": rules,
         "channels": channels,
         "problem": problem,
-        "silences": q.silence_list(engine, now, now - 86400),
-        "deliveries": q.delivery_log(engine, status, LOG_PAGE + 1, (page - 1) * LOG_PAGE),
+        "silences": q.silence_list(engine, now - 86400),
+        "deliveries": q.deliveries(engine, status=status, limit=LOG_PAGE, offset=(page - 1) * LOG_PAGE),
     }
 
 
@@ -65,14 +64,14 @@ async def alerts_page(ctx: DashboardContext, request: Request) -> Response:
         return missing
     params = request.query_params
     status = params.get("status", "")
-    status = status if status in DELIVERY_STATUSES else ""
+    status = status if status in q.DELIVERY_STATUSES else ""
     page = int(params["page"]) if params.get("page", "").isdigit() and 0 < int(params["page"]) < 10_000 else 1
     data = await ctx.read(_page_data, ctx, status, page)
-    more = len(data["deliveries"]) > LOG_PAGE
+    more = data["deliveries"]["total"] > page * LOG_PAGE
     prefill = {key: params.get(key, "")[:256] for key in ("rule", "group_key", "tag", "text")}
     return ctx.page(request, "alerts.html", page_name="alerts", title="Alerts", status=status, page=page,
-                    more=more, statuses=DELIVERY_STATUSES, durations=DURATIONS, prefill=prefill,
-                    **{**data, "deliveries": data["deliveries"][:LOG_PAGE]})
+                    more=more, statuses=q.DELIVERY_STATUSES, durations=DURATIONS, prefill=prefill,
+                    **{**data, "deliveries": data["deliveries"]["items"]})
 
 
 async def add_silence(ctx: DashboardContext, request: Request) -> Response:

@@ -8,10 +8,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kansoku.store import queries as q
 from kansoku.web.dashboard import commands
-from kansoku.web.dashboard import queries as q
 from kansoku.web.dashboard.charts import bar_chart
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store, redirect
+from kansoku.web.dashboard.filters import ErrorFilters
 from kansoku.web.dashboard.present import chain, format_value, frame_lines
 
 __all__ = ["PAGE_SIZE", "ROUTES"]
@@ -20,11 +21,11 @@ PAGE_SIZE = 25
 MAX_BULK = 500
 
 
-def _list_data(ctx: DashboardContext, filters: q.ErrorFilters) -> dict[str, Any]:
+def _list_data(ctx: DashboardContext, filters: ErrorFilters) -> dict[str, Any]:
     engine = ctx.engine
     assert engine is not None
-    rows, total = q.list_groups(engine, filters, PAGE_SIZE)
-    return {"rows": rows, "total": total, "options": q.filter_options(engine),
+    found = q.list_groups(engine, **filters.arguments(PAGE_SIZE))
+    return {"rows": found["items"], "total": found["total"], "options": q.filter_options(engine),
             "counts": q.count_by_status(engine)}
 
 
@@ -33,7 +34,7 @@ async def errors_list(ctx: DashboardContext, request: Request) -> Response:
     missing = no_store(ctx, request)
     if missing is not None:
         return missing
-    filters = q.ErrorFilters.parse(request.query_params)
+    filters = ErrorFilters.parse(request.query_params)
     data = await ctx.read(_list_data, ctx, filters)
     pages = max(1, math.ceil(data["total"] / PAGE_SIZE))
     return ctx.page(request, "errors.html", page_name="errors", title="Errors", filters=filters,
@@ -49,7 +50,7 @@ async def errors_bulk(ctx: DashboardContext, request: Request) -> Response:
     form = await request.form()
     action = str(form.get("action", ""))
     ids = _group_ids([str(v) for v in form.getlist("ids")])
-    back = q.ErrorFilters.parse({k: str(v) for k, v in form.items() if k != "ids"})
+    back = ErrorFilters.parse({k: str(v) for k, v in form.items() if k != "ids"})
     if action not in ("resolve", "ignore", "reopen") or ctx.engine is None:
         return redirect(request, "/errors", **back.query())
     changed = 0
@@ -61,11 +62,11 @@ async def errors_bulk(ctx: DashboardContext, request: Request) -> Response:
 def _detail_data(ctx: DashboardContext, ident: str, event_id: str | None) -> dict[str, Any] | None:
     engine = ctx.engine
     assert engine is not None
-    group_id = q.group_id_for(engine, ident)
-    group = q.get_group(engine, group_id) if group_id is not None else None
-    if group is None or group_id is None:
+    group = q.get_group(engine, ident, events=0)
+    if group is None:
         return None
-    if event_id is None and not ident.isdigit():
+    group_id = int(group["id"])
+    if event_id is None and ident != str(group_id):
         event_id = ident  # /errors/<event id>, the link an alert carries, shows that very event
     event = q.get_event(engine, group_id, event_id) if event_id else None
     event = event or q.get_event(engine, group_id)
@@ -81,7 +82,7 @@ def _detail_data(ctx: DashboardContext, ident: str, event_id: str | None) -> dic
         "data": dict(event["data"]) if event and isinstance(event["data"], dict) else {},
         "previous": previous,
         "following": following,
-        "stored": q.stored_event_count(engine, group_id),
+        "stored": group["stored_events"],
         "tags": q.tag_breakdown(engine, group_id),
         "hourly_chart": bar_chart([hourly.get(hour - 23 + i, 0) for i in range(24)], hour_labels(hour - 23, 24),
                                   title="Occurrences per hour, last 24 hours"),

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kansoku.web.dashboard import queries as q
+from kansoku.store import queries as q
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, no_store, redirect
 from kansoku.web.dashboard.present import format_value, waterfall
 

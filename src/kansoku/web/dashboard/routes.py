@@ -1,9 +1,10 @@
 """The dashboard's routes: server-rendered pages, each one thread-pool hop for its queries.
 
 `dashboard_routes(ctx)` returns Starlette routes relative to the kansoku prefix ("/", "/errors",
-...). Pages read the store through `queries`; the runtime's parts (debugger, alert engine) are
-optional, and a page says so when its part is missing. This module holds the overview,
-performance and settings pages; `pages_errors`, `pages_traces` and `pages_alerts` the others.
+...). Pages read the store through `kansoku.store.queries`, as the API and the CLI do; the
+runtime's parts (debugger, alert engine) are optional, and a page says so when its part is missing.
+This module holds the overview, performance and settings pages; `pages_errors`, `pages_traces`
+and `pages_alerts` the others.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from kansoku.store import queries as q
 from kansoku.web.dashboard import pages_alerts, pages_errors, pages_traces
-from kansoku.web.dashboard import queries as q
 from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store
 from kansoku.web.dashboard.present import mask_settings
