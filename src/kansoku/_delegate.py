@@ -7,6 +7,10 @@ frameworks such as FastAPI rely on), keeps generators lazy (`begin` runs at the 
 passes `send`, `throw` and `close` through, and calls `resume`/`suspend` around each step so that a
 span is current only while the wrapped code runs, not while the consumer does between two items.
 Results and exceptions go through unchanged.
+
+Decorators that only want a call's start and end (`timed`, `log_execution_time`, `track_errors`,
+`track_business_metric`) use `around`: a generator's call then ends when its iteration does, so it
+is measured over the iteration and its failures are seen, not only the call that creates it.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["StepHooks", "wrap"]
+__all__ = ["Finish", "StepHooks", "around", "wrap"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +50,42 @@ def wrap(func: F, begin: Begin) -> F:
     if inspect.isgeneratorfunction(func):
         return _wrap_gen(func, begin)
     return _wrap_function(func, begin)
+
+
+Finish = Callable[[BaseException | None], None]
+
+
+class _Ends:
+    """Hooks that only report the end of the call."""
+
+    __slots__ = ("finish",)
+
+    def __init__(self, finish: Finish) -> None:
+        self.finish = finish
+
+    def resume(self) -> object:
+        return None
+
+    def suspend(self, token: object) -> None:
+        pass
+
+    def done(self, exc: BaseException | None) -> None:
+        self.finish(exc)
+
+
+def around(func: F, start: Callable[[], Finish | None]) -> F:
+    """A wrapper of `func`'s shape: `start()` when a call begins (a generator's first step), and the
+    `finish(exc)` it returns once when the call ends (returned, raised, iteration over or closed).
+
+    `start` may return None to leave that call alone. A `finish` that raises raises to the caller:
+    it must swallow its own failures, and raise only what the caller has to see.
+    """
+
+    def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepHooks | None:
+        finish = start()
+        return None if finish is None else _Ends(finish)
+
+    return wrap(func, begin)
 
 
 def _wrap_function(func: F, begin: Begin) -> F:

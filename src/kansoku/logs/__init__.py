@@ -15,12 +15,12 @@ through the same steps:
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
+from kansoku._delegate import Finish, around
 from kansoku.logs._files import FileSinks
 from kansoku.logs._logger import (
     _STATE,
@@ -127,38 +127,19 @@ def _timed_log(
         else:
             log.info(f"{operation} completed", success=True, **kw)
 
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
-        async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            start = time.perf_counter()
-            try:
-                result = await func(*args, **kwargs)
-            except BaseException as exc:
-                finish(start, exc)
-                raise
-            finish(start, None)
-            return result
+    def begin() -> Finish:
+        return functools.partial(finish, time.perf_counter())
 
-        return cast(Callable[P, R], async_wrapper)
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        start = time.perf_counter()
-        try:
-            result = func(*args, **kwargs)
-        except BaseException as exc:
-            finish(start, exc)
-            raise
-        finish(start, None)
-        return result
-
-    return wrapper
+    return around(func, begin)
 
 
 def log_execution_time(
     operation: str | None = None, *, category: str = "performance", threshold_ms: float | None = None
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Log each call's duration; WARNING when slower than the threshold; failures logged and re-raised."""
+    """Log each call's duration; WARNING when slower than the threshold; failures logged and re-raised.
+
+    A generator function is logged when its iteration ends (duration from its first step).
+    """
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
         return _timed_log(func, operation or func.__qualname__, category, threshold_ms, {})

@@ -10,7 +10,6 @@ requests in progress, kansoku's own queues) come from one-method collectors, not
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +19,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics import MetricWrapperBase
 
+from kansoku._delegate import Finish, around
 from kansoku._safety import suppress_internal_errors
 from kansoku.exceptions import MetricDefinitionError
 from kansoku.logs import get_logger
@@ -211,11 +211,17 @@ def track_business_metric(
     fixed = dict(labels or {})
     names = tuple(sorted(fixed))
 
-    def record() -> None:
-        metric = counter(name, f"Business metric {name}.", names, registry=registry)
-        (metric.labels(**fixed) if names else metric).inc(value)
+    def record(exc: BaseException | None) -> None:
+        if exc is None:
+            metric = counter(name, f"Business metric {name}.", names, registry=registry)
+            (metric.labels(**fixed) if names else metric).inc(value)
 
-    return _decorate(lambda func: (lambda: None, lambda token: record(), lambda token, exc: None))
+    finish = _quietly(record)
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        return around(func, lambda: finish)
+
+    return decorator
 
 
 # --- timed ------------------------------------------------------------------------------------------
@@ -227,15 +233,19 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
 
     `status` is `success`, or the exception's type name when the call raised (the exception is
     re-raised). Calls slower than `slow_ms` (default: the `slow_threshold_ms` setting) log a WARNING.
-    Works on sync and async functions (the chapter's `measure_performance`).
+    Works on functions, coroutine functions, generator and async generator functions; a generator
+    is measured from its first step to the end of its iteration (the chapter's `measure_performance`).
     """
 
-    def hooks(func: Callable[..., Any]) -> _Hooks:
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
         function, mod = name or func.__qualname__, module or func.__module__
         children: dict[tuple[CollectorRegistry, str], tuple[Any, Any]] = {}
 
-        def finish(started: float, status: str) -> None:
+        def record(started: float, exc: BaseException | None) -> None:
+            if exc is not None and not isinstance(exc, Exception):
+                return  # cancelled or interrupted: neither a success nor a failure of the function
             elapsed = time.perf_counter() - started
+            status = "success" if exc is None else type(exc).__name__
             reg = registry if registry is not None else default_registry()
             found = children.get((reg, status))
             if found is None:
@@ -252,10 +262,12 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
                 _log.warning("slow call", category="performance", function=function, module=mod,
                              duration_ms=round(elapsed * 1000, 3), threshold_ms=limit, status=status)
 
-        return (time.perf_counter, lambda started: finish(started, "success"),
-                lambda started, exc: finish(started, type(exc).__name__))
+        def start() -> Finish:
+            return _quietly(functools.partial(record, time.perf_counter()))
 
-    return _decorate(hooks)
+        return around(func, start)
+
+    return decorator
 
 
 def _slow_threshold_ms() -> float:
@@ -265,55 +277,21 @@ def _slow_threshold_ms() -> float:
     return runtime.settings.slow_threshold_ms if runtime is not None else 1000.0
 
 
-_Hooks = tuple[Callable[[], Any], Callable[..., None], Callable[..., None]]
-
-
-def _decorate(hooks: Callable[[Callable[..., Any]], _Hooks]) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """A decorator for sync and async functions from (before() -> token, ok(token), failed(token, exc))."""
-
-    def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        before, ok, failed = hooks(func)
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                token = before()
-                try:
-                    result = await func(*args, **kwargs)
-                except Exception as exc:
-                    _quietly(failed, token, exc)
-                    raise
-                _quietly(ok, token)
-                return result
-
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            token = before()
-            try:
-                result = func(*args, **kwargs)
-            except Exception as exc:
-                _quietly(failed, token, exc)
-                raise
-            _quietly(ok, token)
-            return result
-
-        return wrapper
-
-    return decorator
-
-
-def _quietly(hook: Callable[..., None], *args: Any) -> None:
-    """Run a recording hook; a failure there is kansoku's, never the decorated function's.
+def _quietly(record: Finish) -> Finish:
+    """`record` made safe to run at a call's end: a failure there is kansoku's, never the function's.
 
     A conflicting metric definition is the caller's mistake, though, and is raised.
     """
-    try:
-        hook(*args)
-    except MetricDefinitionError:
-        raise
-    except Exception as exc:
-        _internal_error("metrics.decorator", exc)
+
+    def finish(exc: BaseException | None) -> None:
+        try:
+            record(exc)
+        except MetricDefinitionError:
+            raise
+        except Exception as error:
+            _internal_error("metrics.decorator", error)
+
+    return finish
 
 
 def _internal_error(where: str, exc: Exception) -> None:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import os
 import time
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from kansoku import _safety
+from kansoku._delegate import around
 from kansoku.context import propagate_to_threads
 from kansoku.logs import configure_logging, get_logger
 from kansoku.logs import flush as flush_logs
@@ -375,33 +374,19 @@ def capture_exception(exc: BaseException | None = None, **context: Any) -> str:
 def track_errors(
     category: str | None = None, *, severity: str | None = None, **tags: Any
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Record exceptions raised by the function (sync or async) with this category, then re-raise."""
+    """Record exceptions raised by the function with this category, then re-raise.
 
-    def record(exc: BaseException, func: Callable[..., Any]) -> None:
-        with _safety.suppress_internal_errors("track_errors"):
-            capture_exception(exc, category=category, severity=severity, mechanism="track_errors",
-                              handled=False, function=func.__qualname__, tags=tags or None)
+    Works on functions, coroutine functions, generator and async generator functions (an exception
+    raised while a generator is iterated is recorded too).
+    """
 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                try:
-                    return await func(*args, **kwargs)
-                except Exception as exc:
-                    record(exc, func)
-                    raise
+        def finish(exc: BaseException | None) -> None:
+            if isinstance(exc, Exception):
+                with _safety.suppress_internal_errors("track_errors"):
+                    capture_exception(exc, category=category, severity=severity, mechanism="track_errors",
+                                      handled=False, function=func.__qualname__, tags=tags or None)
 
-            return cast(Callable[P, R], async_wrapper)
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return func(*args, **kwargs)
-            except Exception as exc:
-                record(exc, func)
-                raise
-
-        return wrapper
+        return around(func, lambda: finish)
 
     return decorator
