@@ -54,6 +54,7 @@ __all__ = [
     "summary",
     "timed",
     "track_business_metric",
+    "use_defaults",
 ]
 
 P = ParamSpec("P")
@@ -195,12 +196,28 @@ def adopt_early_metrics(registry: CollectorRegistry) -> list[str]:
     return clashes
 
 
+@dataclass
+class _Defaults:
+    """What the helpers use when the call names no registry or threshold: set by the runtime."""
+
+    registry: CollectorRegistry = REGISTRY
+    slow_ms: float = 1000.0
+
+
+_DEFAULTS = _Defaults()
+
+
+def use_defaults(registry: CollectorRegistry | None = None, *, slow_ms: float = 1000.0) -> None:
+    """Make `registry` (None: prometheus_client's default) where the helpers put their metrics, and
+    `slow_ms` timed's slow-call threshold. The runtime calls it when it is built and shut down:
+    metrics are given their defaults, they never look the runtime up."""
+    _DEFAULTS.registry = REGISTRY if registry is None else registry
+    _DEFAULTS.slow_ms = slow_ms
+
+
 def default_registry() -> CollectorRegistry:
     """The current runtime's registry, or prometheus_client's default one when not instrumented."""
-    from kansoku import runtime as _runtime  # the runtime imports this module: resolve it at call time
-
-    runtime = _runtime.current()
-    return runtime.registry if runtime is not None else REGISTRY
+    return _DEFAULTS.registry
 
 
 def track_business_metric(
@@ -257,7 +274,7 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
                                                    calls.labels(function, mod, status))
             found[0].observe(elapsed)
             found[1].inc()
-            limit = slow_ms if slow_ms is not None else _slow_threshold_ms()
+            limit = slow_ms if slow_ms is not None else _DEFAULTS.slow_ms
             if elapsed * 1000 > limit:
                 _log.warning("slow call", category="performance", function=function, module=mod,
                              duration_ms=round(elapsed * 1000, 3), threshold_ms=limit, status=status)
@@ -268,13 +285,6 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
         return around(func, start)
 
     return decorator
-
-
-def _slow_threshold_ms() -> float:
-    from kansoku import runtime as _runtime
-
-    runtime = _runtime.current()
-    return runtime.settings.slow_threshold_ms if runtime is not None else 1000.0
 
 
 def _quietly(record: Finish) -> Finish:

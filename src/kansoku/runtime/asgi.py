@@ -28,6 +28,7 @@ from kansoku.runtime._exchange import (
     origin_of,
     valid_request_id,
 )
+from kansoku.runtime._root import setup
 from kansoku.runtime.endpoints import (
     MetricsEndpoint,
     Network,
@@ -76,8 +77,6 @@ class KansokuMiddleware:
                  new_id: IdFactory = new_request_id, route_of: RouteOf = route_template,
                  **settings: Any) -> None:
         if runtime is None:
-            from kansoku.runtime import setup
-
             runtime = setup(**settings)
         elif settings:
             raise TypeError(f"settings {sorted(settings)} go to the runtime, not to "

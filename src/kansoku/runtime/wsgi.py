@@ -46,6 +46,7 @@ from kansoku.runtime._exchange import (
     new_request_id,
     origin_of,
 )
+from kansoku.runtime._root import setup
 from kansoku.runtime.endpoints import MetricsEndpoint, ready_report
 from kansoku.typing import IdFactory
 
@@ -74,8 +75,6 @@ class KansokuWSGIMiddleware:
     def __init__(self, app: WSGIApp, runtime: Any = None, *, new_id: IdFactory = new_request_id,
                  route_of: Callable[[Environ], str | None] | None = None, **settings: Any) -> None:
         if runtime is None:
-            from kansoku.runtime import setup
-
             runtime = setup(**settings)
         elif settings:
             raise TypeError(f"settings {sorted(settings)} go to the runtime, not to "

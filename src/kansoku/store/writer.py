@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Engine, Table, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from kansoku.store import _json_dumps, write_transaction
+from kansoku.store._engine import _json_dumps, write_transaction
 from kansoku.store._groups import (
     GROUP_UPDATE,
     SEVERITY_ORDER,

@@ -1,1 +1,4 @@
-"""kansoku on the web: the ASGI middleware, the JSON API and the dashboard."""
+"""kansoku's surfaces on the web: the dashboard, the JSON API, their auth, Slack's actions.
+
+The middleware that observes the app is an entry point, in `kansoku.runtime`.
+"""

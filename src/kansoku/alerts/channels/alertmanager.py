@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from kansoku.alerts.channels import post
+from kansoku.alerts.channels._common import post
 from kansoku.alerts.render import AlertItem, Notification, iso
 from kansoku.alerts.rules import AlertmanagerChannel, SiteInfo
 from kansoku.typing import Clock

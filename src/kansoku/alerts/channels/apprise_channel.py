@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError
+from kansoku.alerts.channels._common import DeliveryError
 from kansoku.alerts.render import Notification, text_body
 from kansoku.alerts.rules import AppriseChannel, SiteInfo
 

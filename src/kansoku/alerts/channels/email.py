@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError, recipients_for, send_each
+from kansoku.alerts.channels._common import DeliveryError, recipients_for, send_each
 from kansoku.alerts.render import Notification, html_body, text_body
 from kansoku.alerts.rules import EmailChannel, SiteInfo
 

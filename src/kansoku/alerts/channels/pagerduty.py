@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import httpx
 
-from kansoku.alerts.channels import post
+from kansoku.alerts.channels._common import post
 from kansoku.alerts.render import AlertItem, Notification, iso
 from kansoku.alerts.rules import PagerDutyChannel, SiteInfo
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError, hide_in_logs, post, recipients_for
+from kansoku.alerts.channels._common import DeliveryError, hide_in_logs, post, recipients_for
 from kansoku.alerts.render import AlertItem, Notification, colour, iso
 from kansoku.alerts.rules import SiteInfo, SlackChannel
 

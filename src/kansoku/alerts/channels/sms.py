@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from kansoku.alerts.channels import DeliveryError, post, recipients_for, send_each
+from kansoku.alerts.channels._common import DeliveryError, post, recipients_for, send_each
 from kansoku.alerts.render import Notification, short_text
 from kansoku.alerts.rules import SiteInfo, SmsChannel
 

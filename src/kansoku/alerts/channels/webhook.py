@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from kansoku.alerts.channels import hide_in_logs, post
+from kansoku.alerts.channels._common import hide_in_logs, post
 from kansoku.alerts.render import Notification, iso
 from kansoku.alerts.rules import SiteInfo, WebhookChannel
 from kansoku.typing import Clock

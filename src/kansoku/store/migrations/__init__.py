@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Connection, Engine, inspect, text
 
+from kansoku.store._engine import _ensure_sqlite_dir, create_store_engine, write_transaction
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -91,8 +93,6 @@ def _run(engine: Engine, direction: str, revision: str) -> None:
     from alembic import command
     from alembic.util import CommandError
 
-    from kansoku.store import write_transaction
-
     with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
@@ -111,19 +111,15 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
 
 
 def _with_engine(url: str, direction: str, revision: str) -> None:
-    from kansoku.store import Store
-
-    store = Store(url)
+    engine = create_store_engine(url)
     try:
-        _run(store.engine, direction, revision)
+        _run(engine, direction, revision)
     finally:
-        store.close()
+        engine.dispose()
 
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the store at `url` up to `revision` (`kansoku db upgrade`)."""
-    from kansoku.store import _ensure_sqlite_dir
-
     _ensure_sqlite_dir(url)
     _with_engine(url, "upgrade", revision)
 
@@ -135,11 +131,9 @@ def downgrade(url: str, revision: str) -> None:
 
 def status(url: str) -> tuple[str | None, str]:
     """(current revision or None, newest revision) of the store at `url`."""
-    from kansoku.store import Store
-
-    store = Store(url)
+    engine = create_store_engine(url)
     try:
-        with store.engine.connect() as conn:
+        with engine.connect() as conn:
             return current_revision(conn), head()
     finally:
-        store.close()
+        engine.dispose()

@@ -27,7 +27,7 @@ def _main() -> None:
         _run(connection)
         return
     # `alembic -x url=...` from a checkout, for developers writing a new revision.
-    from kansoku.store import create_store_engine
+    from kansoku.store._engine import create_store_engine
 
     url = context.get_x_argument(as_dictionary=True).get("url", "sqlite:///.kansoku/kansoku.db")
     engine = create_store_engine(url)
