@@ -2,8 +2,8 @@
 
 `setup()` builds it from `Settings` (once per process) and `current()` returns it. Each part gets
 what it needs from here when the runtime builds it (the registry, the logging hooks, the error
-tracker's listeners); no part looks the runtime up. This module imports no entry point: the
-middlewares (`asgi`, `wsgi`) import it to set a runtime up when they are given none.
+tracker's listeners); no part looks the runtime up. This module imports neither middleware:
+they (`asgi`, `wsgi`) import it, to set a runtime up when they are given none.
 """
 
 from __future__ import annotations
