@@ -10,4 +10,19 @@ shutdown; malformed input is answered 400 with the reason, never 500.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from kansoku.ingest.routes import Ingest
+
+__all__ = ["ingest_routes"]
+
+
+def ingest_routes(ingest: Ingest) -> list[BaseRoute]:
+    """Every ingest route: Sentry's envelope and store endpoints, OTLP/HTTP's."""
+    from kansoku.ingest.otlp_routes import otlp_routes
+    from kansoku.ingest.routes import sentry_routes
+
+    return [*sentry_routes(ingest), *otlp_routes(ingest)]

@@ -28,7 +28,7 @@ from kansoku.ingest.pipeline import Ingestor
 from kansoku.settings import Settings
 from kansoku.store.projects import Project
 
-__all__ = ["Ingest", "routes"]
+__all__ = ["Ingest", "guarded", "sentry_routes"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -121,12 +121,5 @@ def sentry_routes(ingest: Ingest) -> list[BaseRoute]:
 
     return [Route("/api/{project_id:int}/envelope/", guarded(envelope, ingest.answers), methods=["POST"]),
             Route("/api/{project_id:int}/store/", guarded(store, ingest.answers), methods=["POST"])]
-
-
-def routes(ingest: Ingest) -> list[BaseRoute]:
-    """Every ingest route."""
-    from kansoku.ingest.otlp_routes import otlp_routes
-
-    return [*sentry_routes(ingest), *otlp_routes(ingest)]
 
 

@@ -100,9 +100,10 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
     """The server app and its parts, over the store of `settings` (migrated when SQLite)."""
     from kansoku.alerts import AlertEngine, Dispatcher
     from kansoku.errors import ErrorTracker
+    from kansoku.ingest import ingest_routes
     from kansoku.ingest.keys import KeyCache, RateLimiter
     from kansoku.ingest.pipeline import Ingestor
-    from kansoku.ingest.routes import Ingest, routes
+    from kansoku.ingest.routes import Ingest
     from kansoku.ingest.spans import SpanSink
     from kansoku.logs import configure_logging
     from kansoku.runtime.endpoints import Readiness, ReadyEndpoint
@@ -141,7 +142,7 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
             await server.stop()
 
     app = Starlette(lifespan=lifespan, routes=[
-        *routes(ingest), Route("/", home), Route("/health", health, methods=["GET", "HEAD"]),
+        *ingest_routes(ingest), Route("/", home), Route("/health", health, methods=["GET", "HEAD"]),
         Route("/ready", ReadyEndpoint(readiness), methods=["GET", "HEAD"]),
         Mount(settings.route_prefix, app=build_web_app(server, clock=time.time)),
     ])
