@@ -166,3 +166,61 @@ def inventory_service(tmp_path: Path, running: Running) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+class ServerProcess:
+    """`kansoku server` as a process of its own on a free port (stopped with SIGTERM, then SIGKILL)."""
+
+    def __init__(self, database_url: str, directory: Path, **env: str) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = directory / f"server-{self.port}.log"
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("KANSOKU_", "OTEL_"))}
+        full.update(KANSOKU_DATABASE_URL=database_url, KANSOKU_LOG_LEVEL="WARNING", **env)
+        kansoku = Path(sys.executable).with_name("kansoku")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen([str(kansoku), "server", "--port", str(self.port)], env=full, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Poll /health until it answers; fail with the log if the process exits."""
+        import httpx
+
+        def answers() -> bool:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(answers, timeout=timeout, what=f"kansoku server on {self.url}")
+
+    def stop(self) -> int:
+        """SIGTERM and wait; the exit status (uvicorn re-raises the signal: -SIGTERM)."""
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        return int(self.proc.returncode)
+
+
+def sentry_envelope(event_id: str, message: str = "burst") -> bytes:
+    """A one-event Sentry envelope: a ValueError raised in app.orders.create."""
+    import json
+
+    event = json.dumps({"event_id": event_id, "exception": {"values": [
+        {"type": "ValueError", "value": message, "stacktrace": {"frames": [
+            {"module": "app.orders", "function": "create", "in_app": True, "lineno": 10}]}}]}}).encode()
+    return b"{}\n" + json.dumps({"type": "event", "length": len(event)}).encode() + b"\n" + event
