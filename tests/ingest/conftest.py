@@ -171,7 +171,7 @@ def inventory_service(tmp_path: Path, running: Running) -> Iterator[str]:
 class ServerProcess:
     """`kansoku server` as a process of its own on a free port (stopped with SIGTERM, then SIGKILL)."""
 
-    def __init__(self, database_url: str, directory: Path, **env: str) -> None:
+    def __init__(self, database_url: str, directory: Path, *args: str, **env: str) -> None:
         import socket
         import subprocess
         import sys
@@ -185,8 +185,8 @@ class ServerProcess:
         full.update(KANSOKU_DATABASE_URL=database_url, KANSOKU_LOG_LEVEL="WARNING", **env)
         kansoku = Path(sys.executable).with_name("kansoku")
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([str(kansoku), "server", "--port", str(self.port)], env=full, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen([str(kansoku), "server", "--port", str(self.port), *args], env=full,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Poll /health until it answers; fail with the log if the process exits."""

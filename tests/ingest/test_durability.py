@@ -66,3 +66,29 @@ def test_sigterm_during_a_burst_keeps_every_acknowledged_event(tmp_path: Path) -
     assert 1000 <= len(acknowledged) < TOTAL  # the SIGTERM did land mid-burst
     assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged events lost"
     print(f"acknowledged {len(acknowledged)} of {TOTAL} before the SIGTERM took effect; stored {len(stored)}")
+
+
+def test_workers_share_the_port_and_the_store(tmp_path: Path) -> None:
+    """`kansoku server --workers 2`: events sent to the one port, handled by both processes, are one group."""
+    import psutil
+
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    store = Store.open(load_settings(database_url=url))
+    project = create_project(store.engine, "workers")
+    store.close()
+    server = ServerProcess(url, tmp_path, "--workers", "2")
+    try:
+        server.wait_ready()
+        assert len(psutil.Process(server.proc.pid).children()) >= 2  # uvicorn's two worker processes
+        endpoint = f"{server.url}/api/{project.id}/envelope/?sentry_key={project.key}"
+        for _ in range(60):  # a new connection each time: the kernel spreads them over the workers
+            assert httpx.post(endpoint, content=sentry_envelope(uuid.uuid4().hex)).status_code == 200
+    finally:
+        server.stop()
+    engine = create_engine(url)
+    from kansoku.store.tables import error_groups
+
+    with engine.connect() as conn:
+        counts = conn.execute(select(error_groups.c.count)).scalars().all()
+    engine.dispose()
+    assert counts == [60]
