@@ -17,6 +17,7 @@ BENCHES = [
     ("errors", ["errors/bench_errors.py"], []),
     ("alerts", ["alerts/bench_alerts.py"], []),
     ("dashboard", ["dashboard/bench_dashboard.py"], []),
+    ("ingest", ["ingest/bench_ingest.py"], ["--requests", "40", "--events", "1000", "--no-postgres"]),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 Kansoku = Callable[..., Any]
@@ -38,3 +39,10 @@ def test_duplicate_name_is_a_usage_error(invoke: Kansoku) -> None:
     assert invoke("projects", "create", "api").code == 0
     again = invoke("projects", "create", "api")
     assert again.code == 2 and "exists already" in again.stderr
+
+
+def test_list_of_a_missing_store_creates_nothing(invoke: Kansoku, tmp_path: Path) -> None:
+    """`projects list` on a store file that does not exist exits 4 and creates no file."""
+    result = invoke("projects", "list")
+    assert result.code == 4 and "no store at" in result.stderr
+    assert not (tmp_path / "kansoku.db").exists()

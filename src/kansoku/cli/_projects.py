@@ -55,11 +55,12 @@ def _print(data: dict[str, Any], as_json: bool, verb: str) -> None:
                f"OTEL_EXPORTER_OTLP_HEADERS={data['otlp_headers']}")
 
 
-def _run(database_url: str | None, action: Any) -> tuple[Any, str]:
+def _run(database_url: str | None, action: Any, *, read_only: bool = True) -> tuple[Any, str]:
+    """`action(engine)` on the store; only `create` may create a store (read_only False)."""
     from kansoku.store.projects import ProjectError
 
     settings = load_settings_or_exit(database_url=database_url)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=read_only) as store:
         try:
             return action(store.engine), settings.public_url
         except ProjectError as exc:
@@ -83,7 +84,8 @@ def projects_create(name: str, rate_limit: int | None, as_json: bool, database_u
     """
     from kansoku.store.projects import create_project
 
-    project, url = _run(database_url, lambda engine: create_project(engine, name, rate_limit=rate_limit))
+    project, url = _run(database_url, lambda engine: create_project(engine, name, rate_limit=rate_limit),
+                        read_only=False)
     _print(_config(project, url), as_json, "created")
 
 
