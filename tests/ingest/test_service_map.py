@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from kansoku.store.service_map import service_edges, service_summary
+from kansoku.store.queries import service_edges, service_summary
 
 from .conftest import Running, wait_for
 

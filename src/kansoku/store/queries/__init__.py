@@ -6,8 +6,9 @@ pages and API calls stay fast with a million events in the store. One resolver d
 means everywhere (`find_group_id`: a group id, else an event id, else a group key).
 
 The private modules hold one subject each: `_errors` (groups: list, resolve, change status),
-`_events` (one group's events), `_stats` (counts over time), `_traces`, `_alerts` (outbox, silences,
-rule state) and `_retention` (the deletes the worker runs).
+`_events` (one group's events), `_stats` (counts over time), `_traces`, `_services` (services and
+the calls between them), `_alerts` (outbox, silences, rule state) and `_retention` (the deletes the
+worker runs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from kansoku.store.queries._errors import (
 )
 from kansoku.store.queries._events import event_neighbours, get_event, tag_breakdown
 from kansoku.store.queries._retention import enforce_retention, trim_group
+from kansoku.store.queries._services import service_edges, service_summary
 from kansoku.store.queries._stats import hourly_counts, request_rows, statistics
 from kansoku.store.queries._traces import recent_roots, slowest_roots, trace_errors, trace_spans
 
@@ -64,6 +66,8 @@ __all__ = [
     "regressed_groups",
     "request_rows",
     "rule_states",
+    "service_edges",
+    "service_summary",
     "set_status",
     "silence_list",
     "slowest_roots",

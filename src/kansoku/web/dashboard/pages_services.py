@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kansoku.store.service_map import service_edges, service_summary
+from kansoku.store.queries import service_edges, service_summary
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, no_store
 
 __all__ = ["ROUTES", "layout"]
