@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from kansoku.runtime.asgi import KansokuMiddleware
+from kansoku.typing import Receive, Scope, Send
 
-from .conftest import fastapi_app, starlette_app
+from .conftest import bare_app, fastapi_app, starlette_app
 
 
 async def test_exception_becomes_json_500_with_event_id(fastapi_client: httpx.AsyncClient,
@@ -150,3 +152,22 @@ async def test_failing_capture_still_answers_500(make_runtime: Any, client_for: 
     assert response.status_code == 500
     assert len(response.json()["event_id"]) == 32
     assert _safety.internal_error_count("middleware.capture") >= 1
+
+
+async def test_kansoku_own_route_failures_are_not_stored_as_groups(
+    runtime: Any, client_for: Callable[..., httpx.AsyncClient]
+) -> None:
+    """A failure inside kansoku's web app answers the JSON 500 and counts as an internal error, but
+    is never captured as one of the app's error groups (nor as a 5xx event)."""
+    from kansoku._safety import internal_error_count
+
+    async def broken_web_app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("the dashboard's query failed")
+
+    runtime.web_app = broken_web_app
+    before = internal_error_count("web")
+    async with client_for(KansokuMiddleware(bare_app, runtime=runtime)) as client:
+        response = await client.get("/kansoku/api/errors")
+    assert response.status_code == 500 and response.json()["error"] == "internal_server_error"
+    assert runtime.captured == []
+    assert internal_error_count("web") == before + 1

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from kansoku._safety import report_internal_error
 from kansoku.context import _CONTEXT  # one set/reset per request is much cheaper than context()
 from kansoku.metrics._http import route_template
 from kansoku.runtime._exchange import (
@@ -134,7 +135,11 @@ class KansokuMiddleware:
         try:
             await app(scope, receive, request.send)
         except Exception as exc:
-            event_id = recorder.capture(request, exc)
+            if app is self.app:
+                event_id = recorder.capture(request, exc)
+            else:  # kansoku's own routes: its failure, never one of the app's error groups
+                event_id = recorder.new_id()
+                report_internal_error("web", exc)
             if not request.started:
                 with contextlib.suppress(Exception):  # the client may be gone; the app's error matters
                     # The server closes the connection on the re-raise (uvicorn does): say so.

@@ -2,3 +2,5 @@
 
 The middleware that observes the app is an entry point, in `kansoku.runtime`.
 """
+
+from kansoku.web import _ids  # noqa: F401 - registers the `{name:id}` path convertor of the routes

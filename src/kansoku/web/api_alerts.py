@@ -131,10 +131,10 @@ def routes(
     return [
         Route("/api/alerts/rules", rules, methods=["GET"]),
         Route("/api/alerts/deliveries", deliveries, methods=["GET"]),
-        Route("/api/alerts/deliveries/{id:int}/retry", retry, methods=["POST"]),
+        Route("/api/alerts/deliveries/{id:id}/retry", retry, methods=["POST"]),
         Route("/api/alerts/silences", silences_get, methods=["GET"]),
         Route("/api/alerts/silences", silences_post, methods=["POST"]),
-        Route("/api/alerts/silences/{id:int}/expire", silence_expire, methods=["POST"]),
+        Route("/api/alerts/silences/{id:id}/expire", silence_expire, methods=["POST"]),
     ]
 
 

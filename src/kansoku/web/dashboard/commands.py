@@ -64,9 +64,10 @@ def _refresh(alerts: Any) -> None:
         cache.invalidate()
 
 
-def slack_resolver(engine: Engine, alerts: Any, clock: Clock) -> Callable[[str, str], None]:
-    """`resolve(group_key, user)` for the Slack actions route ("Mark as resolved")."""
-    def resolve(group_key: str, user: str) -> None:
-        set_group_status(engine, [group_key], "resolve", clock(), alerts)
+def slack_resolver(engine: Engine, alerts: Any, clock: Clock) -> Callable[[str, str], bool]:
+    """`resolve(group_key, user)` for the Slack actions route ("Mark as resolved"): False when
+    there is no such group."""
+    def resolve(group_key: str, user: str) -> bool:
+        return set_group_status(engine, [group_key], "resolve", clock(), alerts) > 0
 
     return resolve

@@ -110,6 +110,6 @@ async def retry_delivery(ctx: DashboardContext, request: Request) -> Response:
 ROUTES: list[tuple[str, Endpoint, list[str]]] = [
     ("/alerts", alerts_page, ["GET"]),
     ("/alerts/silences", add_silence, ["POST"]),
-    ("/alerts/silences/{silence_id:int}/expire", expire_silence, ["POST"]),
-    ("/alerts/deliveries/{outbox_id:int}/retry", retry_delivery, ["POST"]),
+    ("/alerts/silences/{silence_id:id}/expire", expire_silence, ["POST"]),
+    ("/alerts/deliveries/{outbox_id:id}/retry", retry_delivery, ["POST"]),
 ]

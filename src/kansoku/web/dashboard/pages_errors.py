@@ -121,6 +121,6 @@ async def error_action(ctx: DashboardContext, request: Request) -> Response:
 ROUTES: list[tuple[str, Endpoint, list[str]]] = [
     ("/errors", errors_list, ["GET"]),
     ("/errors/bulk", errors_bulk, ["POST"]),
-    ("/errors/{group_id:int}/{action:str}", error_action, ["POST"]),
+    ("/errors/{group_id:id}/{action:str}", error_action, ["POST"]),
     ("/errors/{ident:str}", error_detail, ["GET"]),
 ]
