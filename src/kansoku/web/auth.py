@@ -7,7 +7,8 @@ Two modes, chosen by `Settings.dashboard_token`:
 - **loopback** (no token): only clients on 127.0.0.0/8 or ::1 are let in, and only when the request
   was not forwarded by a proxy and names a loopback host (which stops DNS rebinding).
 
-Every state change (any method but GET/HEAD/OPTIONS) needs a CSRF token, sent as the form field
+Every state change (any method but GET/HEAD/OPTIONS) from a browser must come from kansoku's own
+origin (`Sec-Fetch-Site` and `Origin`, see `cross_origin`), and needs a CSRF token, sent as the form field
 ``csrf_token`` or the ``X-CSRF-Token`` header, unless the caller authenticated with a bearer token
 (a browser never adds that header by itself). Logged in, the token is an HMAC of the session id;
 otherwise it is a double-submit cookie. Every response gets the security headers (a CSP with no
@@ -62,6 +63,7 @@ __all__ = [
     "AuthMiddleware",
     "LoginPage",
     "access_of",
+    "cross_origin",
     "is_loopback_client",
 ]
 
@@ -108,6 +110,36 @@ def is_loopback_client(scope: Scope) -> bool:
         return False  # a local reverse proxy makes every remote client look local
     host = headers.get(b"host")
     return host is None or _is_loopback_host(host.decode("latin-1"))
+
+
+def cross_origin(scope: Scope) -> str | None:
+    """Why a state-changing request comes from a page of another origin, or None.
+
+    Browsers say where a request comes from: `Sec-Fetch-Site` (same-origin, same-site, cross-site,
+    none) and `Origin`. A page on another port of the same host is "same-site" but not the same
+    origin, and it can set cookies for this host (cookies know no ports): so only "same-origin"
+    (or "none", a request the user made) passes, and an `Origin` must name this host and port.
+    Clients that send neither (scripts, curl) are judged by their credentials alone.
+    """
+    site = header_value(scope, b"sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {site.strip()[:32]}"
+    origin = header_value(scope, b"origin")
+    if origin is None:
+        return None
+    host = header_value(scope, b"host") or ""
+    if _netloc(origin.partition("://")[2]) != _netloc(host) or not host:
+        return f"Origin: {origin.strip()[:200]}"
+    return None
+
+
+def _netloc(value: str) -> str:
+    """host[:port] lower-cased, without a default port and anything after the authority."""
+    value = value.strip().lower().split("/", 1)[0]
+    for default in (":80", ":443"):
+        if value.endswith(default):
+            return value[: -len(default)]
+    return value
 
 
 def _is_loopback_ip(text: str) -> bool:
@@ -206,6 +238,11 @@ class AuthMiddleware:
         if path in self.exempt:
             await self.app(scope, receive, secured)
             return
+        if scope["method"] not in SAFE_METHODS:
+            foreign = cross_origin(scope)
+            if foreign is not None:  # on top of the CSRF token: a page of another origin changes nothing
+                await respond(secured, 403, problem(scope, f"cross-origin request refused ({foreign})"))
+                return
         if self.token and path in ("/login", "/logout"):
             await self._login_routes(path, scope, receive, secured, cookies)
             return

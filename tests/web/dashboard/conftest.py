@@ -235,7 +235,8 @@ def seeded() -> types.SimpleNamespace:
     """The seeded data's constants and helpers, for the test modules (which import nothing from here)."""
     return types.SimpleNamespace(NOW=NOW, TOKEN=TOKEN, XSS_SCRIPT=XSS_SCRIPT, XSS_IMG=XSS_IMG, TRACE_ID=TRACE_ID,
                                  EVENT_IDS=EVENT_IDS, seed_store=seed_store, make_settings=make_settings,
-                                 make_runtime=make_runtime, asgi_client=asgi_client)
+                                 make_runtime=make_runtime, asgi_client=asgi_client, ServerThread=ServerThread,
+                                 build_web_app=build_web_app)
 
 
 # --- a real server for the browser tests ----------------------------------------------------------
