@@ -206,3 +206,14 @@ def format_time(epoch: float | None) -> str:
 def warn(message: str) -> None:
     """A note on stderr (never mixed into `--json` output on stdout)."""
     click.echo(message, err=True)
+
+
+def warn_open_dashboard(host: str, settings: Any) -> None:
+    """Say loudly when the server listens beyond loopback with no dashboard token: the dashboard
+    then answers 403 to everyone else, and a proxy in front of it must not make it look local."""
+    from kansoku.web.auth import is_loopback_host
+
+    if settings.dashboard_token is None and not is_loopback_host(host):
+        warn(f"kansoku: WARNING: listening on {host} with no KANSOKU_DASHBOARD_TOKEN. The dashboard and API "
+             "answer loopback clients only (403 to everyone else, and to requests that look proxied). "
+             "Set KANSOKU_DASHBOARD_TOKEN to use them from other machines or behind a reverse proxy.")

@@ -19,6 +19,7 @@ from kansoku.cli._common import (
     check_port_free,
     load_settings_or_exit,
     warn,
+    warn_open_dashboard,
 )
 
 HOST_HELP = "Address to listen on (0.0.0.0: every interface; then set KANSOKU_DASHBOARD_TOKEN)."
@@ -50,8 +51,9 @@ def demo(host: str, port: int, traffic: bool, rate: float, database_url: str | N
     from kansoku.demo.runner import run_demo
 
     overrides = {"database_url": database_url} if database_url else {}
-    load_settings_or_exit(**overrides)  # an invalid kansoku.toml stops here, with the reason
+    settings = load_settings_or_exit(**overrides)  # an invalid kansoku.toml stops here, with the reason
     check_port_free(host, port)
+    warn_open_dashboard(host, settings)
     try:
         run_demo(host=host, port=port, traffic=traffic, rate=rate, overrides=overrides)
     except SystemExit as exc:
@@ -105,6 +107,7 @@ def run(target: str, factory: bool, host: str, port: int, workers: int, reload: 
     except _run.LoadError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     check_port_free(host, port)
+    warn_open_dashboard(host, settings)
     # Each worker says "serving" once it has imported the app: not before, when the import may fail.
     worker = " (worker {pid})" if workers > 1 else ""
     banner = (f"kansoku run: serving {target} on http://{host}:{port}{worker}; "
@@ -217,5 +220,6 @@ def dashboard(host: str, port: int, database_url: str | None) -> None:
     settings = load_settings_or_exit(database_url=database_url)
     check_port_free(host, port)
     app = build_dashboard(settings)
+    warn_open_dashboard(host, settings)
     warn(f"kansoku dashboard on http://{host}:{port}{settings.route_prefix}/")
     uvicorn.run(app, host=host, port=port, log_config=None)

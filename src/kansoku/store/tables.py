@@ -23,6 +23,7 @@ from sqlalchemy import (
 
 __all__ = [
     "alert_state",
+    "auth_secrets",
     "delivery_attempts",
     "error_buckets",
     "error_events",
@@ -33,6 +34,7 @@ __all__ = [
     "project_keys",
     "projects",
     "request_stats",
+    "revoked_sessions",
     "silences",
     "spans",
 ]
@@ -241,4 +243,23 @@ silences = Table(
     Column("comment", Text, nullable=False, default=""),
     Column("created_by", String(128), nullable=False, default=""),
     Index("ix_kansoku_silences_ends_at", "ends_at"),
+)
+
+# The dashboard's sessions, shared by every worker and kept across restarts: a logged-out session
+# id stays refused until the cookie would have expired anyway.
+revoked_sessions = Table(
+    "kansoku_revoked_sessions",
+    metadata,
+    Column("sid", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_kansoku_revoked_sessions_expires_at", "expires_at"),
+)
+
+# Random keys made once per store (the loopback mode's CSRF key): the same in every worker.
+auth_secrets = Table(
+    "kansoku_auth_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
 )

@@ -21,6 +21,7 @@ from kansoku._safety import suppress_internal_errors
 from kansoku.logs import get_logger
 from kansoku.settings import Settings
 from kansoku.typing import ASGIApp, Clock, Scope
+from kansoku.web._sessions import SessionState
 from kansoku.web.auth import AuthMiddleware
 from kansoku.web.dashboard import DashboardContext, dashboard_routes
 from kansoku.web.dashboard.commands import slack_resolver
@@ -105,4 +106,4 @@ def build_web_app(runtime: Any, *, clock: Clock = time.time) -> ASGIApp:
     def login_page(scope: Scope, context: Mapping[str, Any]) -> str:
         return login.render(**context)
 
-    return AuthMiddleware(app, settings, login_page=login_page, clock=clock)
+    return AuthMiddleware(app, settings, login_page=login_page, clock=clock, state=SessionState(engine, clock=clock))

@@ -52,6 +52,7 @@ from kansoku.web._auth_http import (
     submitted_csrf,
     wants_json,
 )
+from kansoku.web._sessions import SessionState
 
 __all__ = [
     "CSP",
@@ -65,6 +66,8 @@ __all__ = [
     "access_of",
     "cross_origin",
     "is_loopback_client",
+    "is_loopback_host",
+    "proxied",
 ]
 
 SCOPE_KEY: Final = "kansoku.access"
@@ -73,7 +76,11 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_MAX_AGE: Final = 12 * 3600.0
 LOGIN_FAILURES_ALLOWED: Final = 10  # per client address and window, then 429
 LOGIN_FAILURE_WINDOW: Final = 300.0
-_FORWARDED: Final = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
+# Headers that proxies and CDNs add: any of them means the peer is not the client.
+_FORWARDED: Final = (b"x-forwarded-for", b"forwarded", b"x-real-ip", b"via", b"x-forwarded-host",
+                     b"x-forwarded-proto", b"x-forwarded-server", b"x-forwarded-port", b"x-original-forwarded-for",
+                     b"cf-connecting-ip", b"true-client-ip", b"x-client-ip", b"x-cluster-client-ip",
+                     b"fastly-client-ip", b"x-envoy-external-address")
 
 
 @dataclass(frozen=True)
@@ -105,11 +112,25 @@ def is_loopback_client(scope: Scope) -> bool:
     client = scope.get("client")
     if not client or not _is_loopback_ip(str(client[0])):
         return False  # no peer address (a unix socket behind a proxy, say) is not loopback
-    headers = dict(scope.get("headers") or ())
-    if any(name in headers for name in _FORWARDED):
+    if proxied(scope) is not None:
         return False  # a local reverse proxy makes every remote client look local
-    host = headers.get(b"host")
-    return host is None or _is_loopback_host(host.decode("latin-1"))
+    host = dict(scope.get("headers") or ()).get(b"host")
+    return host is None or is_loopback_host(host.decode("latin-1"))
+
+
+def proxied(scope: Scope) -> str | None:
+    """What shows that a request came through a proxy, or None.
+
+    A proxy's forwarding headers, or HTTP/1.0: nginx's bare `proxy_pass` rewrites Host to the
+    upstream's (127.0.0.1:8000) and adds no header, but speaks HTTP/1.0 to the upstream unless told
+    otherwise, while browsers and HTTP clients speak 1.1 or later.
+    """
+    for name, _ in scope.get("headers") or ():
+        if name in _FORWARDED:
+            return f"a {name.decode('latin-1')} header"
+    if scope.get("http_version") == "1.0":
+        return "HTTP/1.0, as a proxy speaks it"
+    return None
 
 
 def cross_origin(scope: Scope) -> str | None:
@@ -152,7 +173,7 @@ def _is_loopback_ip(text: str) -> bool:
     return address.is_loopback
 
 
-def _is_loopback_host(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """Host header check: a page on evil.example re-bound to 127.0.0.1 still sends its own name."""
     host = host.strip().lower()
     if host.startswith("["):  # "[::1]:8000"
@@ -207,6 +228,7 @@ class AuthMiddleware:
         login_page: LoginPage | None = None,
         clock: Callable[[], float] = time.time,
         session_max_age: float = SESSION_MAX_AGE,
+        state: SessionState | None = None,
     ) -> None:
         self.app = app
         secret = settings.dashboard_token
@@ -217,7 +239,7 @@ class AuthMiddleware:
         self.login_page = login_page or plain_login_page
         self.clock = clock
         self.session_max_age = session_max_age
-        self._revoked: dict[str, float] = {}  # logged-out session ids -> when they expire anyway
+        self.state = state or SessionState(clock=clock)  # revocations and keys, shared through the store
         self._failures: dict[str, list[float]] = {}
 
     @property
@@ -246,7 +268,7 @@ class AuthMiddleware:
         if self.token and path in ("/login", "/logout"):
             await self._login_routes(path, scope, receive, secured, cookies)
             return
-        access = self._identify(scope, cookies, secured)
+        access = await self._identify(scope, cookies, secured)
         if access is None:
             if self.token and path.startswith(self.public):
                 await self.app(scope, receive, secured)
@@ -264,32 +286,46 @@ class AuthMiddleware:
         scope[SCOPE_KEY] = access
         await self.app(scope, receive, secured)
 
-    def _identify(self, scope: Scope, cookies: Mapping[str, str], send: SecuredSend) -> Access | None:
+    async def _identify(self, scope: Scope, cookies: Mapping[str, str], send: SecuredSend) -> Access | None:
         if not self.token:
             if not is_loopback_client(scope):
                 return None
-            return Access("loopback", "loopback", send.double_submit_token())
+            return Access("loopback", "loopback", await self._bound_csrf(send))
         auth = header_value(scope, b"authorization")
         if auth is not None:
             scheme, _, given = auth.partition(" ")
             ok = scheme.lower() == "bearer" and _same_secret(given.strip(), self.token)
             return Access("token", "bearer", "") if ok else None
-        sid = self._session(cookies)
+        sid = await self._session(cookies)
         if sid is None or self.signer is None:
             return None
         return Access("token", "session", self.signer.csrf(sid))
 
-    def _session(self, cookies: Mapping[str, str]) -> str | None:
+    async def _bound_csrf(self, send: SecuredSend) -> str:
+        """The CSRF token of a browser without a session: an HMAC of its CSRF cookie under a key the
+        store keeps (token mode: the token's), so a page that sets the cookie still cannot make it."""
+        cookie = send.double_submit_token()
+        if self.signer is not None:
+            return self.signer.csrf("form:" + cookie)
+        key = await self.state.key("loopback_csrf")
+        return hmac.new(key, b"csrf:" + cookie.encode(), hashlib.sha256).hexdigest()[:40]
+
+    async def _session(self, cookies: Mapping[str, str]) -> str | None:
         value = cookies.get(SESSION_COOKIE)
         if not value or self.signer is None:
             return None
         sid = self.signer.unsign(value, self.clock(), self.session_max_age)
-        return None if sid is None or sid in self._revoked else sid
+        return None if sid is None or await self.state.is_revoked(sid) else sid
 
     async def _refuse(self, scope: Scope, send: Send, path: str) -> None:
         if not self.token:
             message = ("kansoku's dashboard and API are open to loopback clients only, because "
                        "KANSOKU_DASHBOARD_TOKEN is not set. Set it to use them from another machine.")
+            through = proxied(scope)
+            if through is not None:
+                message = (f"This request came through a proxy ({through}): behind one, loopback mode cannot "
+                           "tell who the client is, so it refuses. Set KANSOKU_DASHBOARD_TOKEN to use "
+                           "kansoku's dashboard and API through the proxy.")
             await respond(send, 403, problem(scope, message))
             return
         scripted = header_value(scope, b"authorization") is not None  # a wrong credential: say so
@@ -311,7 +347,7 @@ class AuthMiddleware:
                 return
             await self._logout(scope, receive, send, cookies)
         elif method in ("GET", "HEAD"):
-            if self._session(cookies) is not None:
+            if await self._session(cookies) is not None:
                 await redirect(send, prefix(scope) + "/")
                 return
             await self._login_form(scope, send, next_path=query_next(scope))
@@ -323,7 +359,7 @@ class AuthMiddleware:
     async def _login_form(
         self, scope: Scope, send: SecuredSend, *, next_path: str, error: str = "", status: int = 200
     ) -> None:
-        context = {"csrf_token": send.double_submit_token(), "error": error, "next": next_path,
+        context = {"csrf_token": await self._bound_csrf(send), "error": error, "next": next_path,
                    "prefix": prefix(scope)}
         body = self.login_page(scope, context).encode()
         await respond(send, status, (b"text/html; charset=utf-8", body))
@@ -333,7 +369,7 @@ class AuthMiddleware:
         fields = {name: values[0] for name, values in (form or {}).items() if values}
         next_path = safe_next(fields.get("next", ""))
         client = str((scope.get("client") or ("?",))[0])
-        if form is None or not _same_secret(fields.get(CSRF_FIELD, ""), send.double_submit_token()):
+        if form is None or not _same_secret(fields.get(CSRF_FIELD, ""), await self._bound_csrf(send)):
             await self._login_form(scope, send, next_path=next_path, status=403,
                                    error="The form expired. Please try again.")
             return
@@ -354,15 +390,13 @@ class AuthMiddleware:
     async def _logout(
         self, scope: Scope, receive: Receive, send: Send, cookies: Mapping[str, str]
     ) -> None:
-        sid = self._session(cookies)
+        sid = await self._session(cookies)
         submitted, _ = await submitted_csrf(scope, receive)
         if sid is None or self.signer is None or submitted is None or \
                 not _same_secret(submitted, self.signer.csrf(sid)):
             await respond(send, 403, problem(scope, "CSRF token missing or wrong; reload the page"))
             return
-        now = self.clock()
-        self._revoked = {s: t for s, t in self._revoked.items() if t > now}  # forget expired ones
-        self._revoked[sid] = now + self.session_max_age
+        await self.state.revoke(sid, self.clock() + self.session_max_age)
         await redirect(send, prefix(scope) + "/login", cookies=[set_cookie(scope, SESSION_COOKIE, "", max_age=0)])
 
     def _throttled(self, client: str) -> bool:

@@ -263,12 +263,15 @@ async def test_state_change_without_csrf_is_refused(make_app: Any, seeded: Any, 
 
 
 async def test_loopback_mode_still_checks_csrf(make_app: Any, seeded: Any, engine: sa.Engine) -> None:
-    """With no token, a POST needs the double-submit CSRF token (a page on another site cannot post)."""
+    """With no token, a POST needs the CSRF token bound to the browser's cookie by the store's key:
+    the cookie's own value (all that a page able to set the cookie knows) is refused."""
     async with seeded.asgi_client(make_app()) as client:
         refused = await client.post("/errors/1/ignore")
         assert refused.status_code == 403
         page = await client.get("/errors/1")
-        assert client.cookies["kansoku_csrf"] == csrf_of(page.text)
+        cookie = client.cookies["kansoku_csrf"]
+        assert cookie != csrf_of(page.text)
+        assert (await client.post("/errors/1/ignore", data={"csrf_token": cookie})).status_code == 403
         response = await client.post("/errors/1/ignore", data={"csrf_token": csrf_of(page.text)})
         assert response.status_code == 303
         client.cookies.clear()  # the token alone, without the cookie it must match, is not enough
