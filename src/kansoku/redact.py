@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, unquote
 
 from kansoku._secrets import (
     HINTS,
@@ -85,6 +86,8 @@ _GROUPS: Final = re.compile(r"\d+")
 _IBAN: Final = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 _SSN: Final = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _EMAIL_RE: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_ENCODED: Final = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+_SEPARATOR_NEXT: Final = re.compile(r"\s{0,3}(?:=|:(?!//))")
 _KEY_BEFORE: Final = re.compile(r"([A-Za-z0-9_.-]{1,64})[\"']?\s{0,3}[=:]\s{0,3}[\"']?\Z")
 # Fields that kansoku itself writes and that cannot carry a user's secret.
 _OWN_FIELDS: Final = frozenset(
@@ -213,6 +216,8 @@ class Redactor:
         return self.redact(value)
 
     def _scrub(self, text: str, *, numbers: bool = True) -> str:
+        if "%" in text and _ENCODED.search(text) is not None:  # a URL's query, percent-encoded
+            text = _ENCODED.sub(lambda match: self._scrub_encoded(match, numbers), text)
         lower = text.lower()
         words = self._gate.search(lower) is not None
         if not words and not (numbers and _NUMBER_HINT.search(text) is not None):
@@ -237,6 +242,13 @@ class Redactor:
             text = self._numbers(text)
         return text
 
+    def _scrub_encoded(self, match: re.Match[str], numbers: bool) -> str:
+        """Scrub a percent-encoded run decoded; it stays as it was when nothing in it is secret."""
+        raw = match.group(0)
+        decoded = unquote(raw)
+        clean = self._scrub(decoded, numbers=numbers)
+        return raw if clean == decoded else quote(clean, safe="/:?&=@[]!$'()*+,;~-._")
+
     def _mask_pairs(self, text: str) -> str:
         """Mask the values of `key=value`-like pairs whose key is sensitive; other pairs are
         scanned on from their value on (a URL's query, a cookie string inside a message)."""
@@ -244,14 +256,17 @@ class Redactor:
         position = 0
         search = self._pair.search
         while (match := search(text, position)) is not None:
-            if not self.is_sensitive_key(match["key"]):
+            quote_char = match["q"]
+            # The "value" may be the next key (`token: "api_key": "..."`): then that pair decides.
+            next_key = (match["v"] or "").endswith(":") or (
+                quote_char and _SEPARATOR_NEXT.match(text, match.end()) is not None)
+            if next_key or not self.is_sensitive_key(match["key"]):
                 pieces.append(text[position:match.end("sep")])
                 position = match.end("sep")
                 continue
             pieces.append(text[position:match.end("sep")])
-            quote = match["q"]
-            if quote:
-                pieces.append(f"{quote}{self.mask}{quote}")
+            if quote_char:
+                pieces.append(f"{quote_char}{self.mask}{quote_char}")
             elif match["kq"] == '"':  # a JSON number or literal: the mask must stay a JSON string
                 pieces.append(f'"{self.mask}"')
             else:
