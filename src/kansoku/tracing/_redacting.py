@@ -14,7 +14,7 @@ redact is handed on as it is; otherwise a copy is made (the SDK's `ReadableSpan`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -24,6 +24,13 @@ from kansoku.redact import Redactor
 
 __all__ = ["RedactingSpanExporter", "redact_attributes", "redact_span"]
 
+# Attributes whose values kansoku's middleware makes itself (a method from a fixed set, the route
+# template, numbers, the peer address): nothing a client or the app chose, so not scanned.
+_OWN_ATTRIBUTES: Final = frozenset({
+    "http.request.method", "url.scheme", "network.protocol.version", "http.response.status_code", "http.route",
+    "server.port", "client.address", "error.type", "code.function", "code.namespace",
+})
+
 
 def redact_attributes(attributes: Mapping[str, Any] | None, redactor: Redactor) -> Mapping[str, Any] | None:
     """`attributes` itself when clean, else a copy with secrets masked (values stay OTel attribute types)."""
@@ -31,7 +38,7 @@ def redact_attributes(attributes: Mapping[str, Any] | None, redactor: Redactor) 
         return attributes
     out: dict[str, Any] | None = None
     for key, value in attributes.items():
-        clean = _attribute(key, value, redactor)
+        clean = value if key in _OWN_ATTRIBUTES else _attribute(key, value, redactor)
         if clean is not value and out is None:
             out = dict(attributes)
         if out is not None:
@@ -46,6 +53,8 @@ def _attribute(key: str, value: Any, redactor: Redactor) -> Any:
         clean = redactor.redact_value(key, value)
         return value if clean == value else clean
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 100_000_000_000:  # fewer digits than any PII number
+            return value
         clean = redactor.redact_value(key, value)
         return value if clean == value else clean
     if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
