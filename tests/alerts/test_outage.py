@@ -58,10 +58,12 @@ def test_500_timeout_refused_then_recovery(kit: Any, store: Engine, clock: Any, 
         assert dispatcher.run_once() == 3
         assert dispatcher.run_once() == 0
         accepted = [r for r in back.requests if r.status == 200]
-        keys = [r.headers["idempotency-key"] for r in accepted]
-        assert len(keys) == len(set(keys))
-        # one message per rule and channel: what piled up during the outage goes out together
-        assert sorted(a["group_key"] for r in accepted for a in r.json()["alerts"]) == ["a", "b", "c"]
+        keys = {a["group_key"]: r.headers["idempotency-key"] for r in accepted for a in r.json()["alerts"]}
+        assert sorted(keys) == ["a", "b", "c"] and len(set(keys.values())) == 3
+        # each notification goes again as the message it first went out in, under that key: a
+        # receiver that processed the timed-out POST of b recognises it
+        first = {a["group_key"]: r.headers["idempotency-key"] for r in receiver.requests for a in r.json()["alerts"]}
+        assert first == {"a": keys["a"], "b": keys["b"]}
         assert [(g, s) for g, s, _ in _rows(store)] == [("a", "sent"), ("b", "sent"), ("c", "sent")]
     finally:
         kit.stop_receiver(back)
@@ -90,3 +92,21 @@ def test_dead_letter_then_retry(kit: Any, store: Engine, clock: Any, receiver: A
     assert dispatcher.run_once() == 1
     assert _rows(store) == [("g1", "sent", 1)]
     assert [r.status for r in receiver.requests] == [500, 500, 500, 200]
+
+
+def test_a_retried_message_keeps_its_key_and_its_groups(kit: Any, store: Engine, clock: Any,
+                                                        receiver: Any) -> None:
+    """Two groups fail as one message; a third arrives: the retry is the same two under the same key."""
+    engine, dispatcher = _setup(store, clock, receiver.url)
+    receiver.responses = [(500, {}, b"oops")]
+    engine.on_error(kit.event("a"), kit.change("a"))
+    engine.on_error(kit.event("b"), kit.change("b", group_id=8))
+    assert dispatcher.run_once() == 2
+    [failed] = receiver.requests
+    engine.on_error(kit.event("c"), kit.change("c", group_id=9))
+    clock.advance(3600)
+    assert dispatcher.run_once() == 3
+    sent = {tuple(sorted(a["group_key"] for a in r.json()["alerts"])): r.headers["idempotency-key"]
+            for r in receiver.requests[1:]}
+    assert sent[("a", "b")] == failed.headers["idempotency-key"]
+    assert set(sent) == {("a", "b"), ("c",)} and sent[("c",)] != sent[("a", "b")]

@@ -35,7 +35,7 @@ from kansoku._safety import suppress_internal_errors
 from kansoku.alerts import outbox
 from kansoku.alerts.channels import Channel, DeliveryError, build_channel, name_list
 from kansoku.alerts.engine import AlertEngine
-from kansoku.alerts.render import Notification, combine, probe_notification
+from kansoku.alerts.render import MESSAGE, Notification, combine, probe_notification
 from kansoku.alerts.rules import AlertingConfig, load_alerting
 from kansoku.logs import get_logger
 from kansoku.settings import Settings
@@ -60,6 +60,7 @@ class Outcome:
     ref: str | None = None
     duration_ms: float = 0.0
     reached: tuple[str, ...] = ()  # recipients this attempt reached (a partial failure's progress)
+    message_key: str | None = None  # the Idempotency-Key the attempt was sent under
 
 
 class Dispatcher:
@@ -125,7 +126,11 @@ class Dispatcher:
             return 0
         batches: dict[tuple[Any, ...], list[outbox.OutboxRow]] = {}
         for row in rows:
-            key: tuple[Any, ...] = (row.channel, row.rule, row.kind) if row.kind == "trigger" else (row.id,)
+            # Triggers of one rule for one channel go out together, but a row that already went
+            # out in a message (which failed) goes again in that message only, under its key: a
+            # receiver that did process it recognises it.
+            key: tuple[Any, ...] = (row.channel, row.rule, row.kind, row.payload.get(MESSAGE)) \
+                if row.kind == "trigger" else (row.id,)
             batches.setdefault(key, []).append(row)
         await asyncio.gather(*(self._deliver(channels, batch) for batch in batches.values()))
         return len(rows)
@@ -139,14 +144,15 @@ class Dispatcher:
         else:
             note = await self._notification(rows)
             outcome = await _attempt(channel, note)
+            outcome = dataclasses.replace(outcome, message_key=note["idempotency_key"])
         await asyncio.to_thread(self._record, rows, ids, outcome)
 
     async def _notification(self, rows: Sequence[outbox.OutboxRow]) -> Notification:
         first = rows[0]
-        if len(rows) == 1:
-            key = first.idempotency_key
-        else:  # the same set of rows gets the same key on every retry
-            key = hashlib.sha256("|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()[:40]
+        key = first.payload.get(MESSAGE)  # a retry: the key of the message these rows went out in
+        if not key:
+            key = first.idempotency_key if len(rows) == 1 else hashlib.sha256(
+                "|".join(sorted(r.idempotency_key for r in rows)).encode()).hexdigest()[:40]
         ref = None
         config = self.config.channels.get(first.channel)
         if first.kind == "resolve" and config is not None and config.type in _NEEDS_REF:
@@ -168,7 +174,7 @@ class Dispatcher:
             self.engine, ids, self.worker_id, now, outcome.error or "failed",
             attempts=max(r.attempts for r in rows), max_attempts=max_attempts,
             retry_after=outcome.retry_after, permanent=outcome.permanent, rng=self.rng,
-            delivered=outcome.reached,
+            delivered=outcome.reached, message_key=outcome.message_key,
         )
         log.warning("alert delivery failed", channel=rows[0].channel, rule=rows[0].rule, rows=len(rows),
                     error=outcome.error, next=status, reached=len(outcome.reached))

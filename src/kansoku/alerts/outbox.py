@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, insert, or_, select, update
 
-from kansoku.alerts.render import DELIVERED
+from kansoku.alerts.render import DELIVERED, MESSAGE
 from kansoku.store import write_transaction
 from kansoku.store.tables import delivery_attempts, outbox
 
@@ -64,7 +64,7 @@ def enqueue(
     """Insert one pending row (inside the caller's transaction); return its id."""
     # A new row is a new message: the progress of the row it may be copied from (a resolution
     # reuses its trigger's payload) does not carry over.
-    fresh = {key: value for key, value in payload.items() if key != DELIVERED}
+    fresh = {key: value for key, value in payload.items() if key not in (DELIVERED, MESSAGE)}
     result = conn.execute(
         insert(outbox).values(
             created_at=now, channel=channel, rule=rule, group_key=group_key, kind=kind,
@@ -175,12 +175,14 @@ def backoff_delay(attempts: int, *, base: float = BACKOFF_BASE, cap: float = BAC
 def mark_failed(
     engine: Engine, ids: Sequence[int], worker: str, now: float, error: str, *, attempts: int,
     max_attempts: int, retry_after: float | None = None, permanent: bool = False,
-    rng: Callable[[], float] = random.random, delivered: Sequence[str] = (),
+    rng: Callable[[], float] = random.random, delivered: Sequence[str] = (), message_key: str | None = None,
 ) -> str:
     """Rows not delivered: pending again after a backoff, or dead. Returns the new status.
 
     `delivered`: the recipients this attempt reached, added to every row's payload in the same
     transaction, so the next attempt (of any dispatcher, after a restart too) skips them.
+    `message_key`: the attempt's Idempotency-Key, kept on rows that have none yet, so that the
+    rows go out again as the same message under the same key (the dispatcher batches by it).
     """
     dead = permanent or attempts >= max_attempts
     delay = backoff_delay(attempts, rng=rng)
@@ -189,8 +191,8 @@ def mark_failed(
     values: dict[str, Any] = {"locked_by": None, "locked_until": None, "last_error": error[:2000]}
     values.update({"status": "dead"} if dead else {"status": "pending", "next_attempt_at": now + delay})
     with write_transaction(engine) as conn:
-        if delivered:
-            add_delivered(conn, ids, delivered)
+        if delivered or message_key:
+            add_delivered(conn, ids, delivered, message_key=message_key)
         conn.execute(
             update(outbox)
             .where(outbox.c.id.in_(list(ids)), outbox.c.locked_by == worker, outbox.c.status == "sending")
@@ -199,8 +201,11 @@ def mark_failed(
     return "dead" if dead else "pending"
 
 
-def add_delivered(conn: Connection, ids: Sequence[int], recipients: Sequence[str]) -> None:
+def add_delivered(conn: Connection, ids: Sequence[int], recipients: Sequence[str], *,
+                  message_key: str | None = None) -> None:
     """Add `recipients` to the reached ones of each row (inside the caller's write transaction).
+
+    `message_key` is stored on rows that have no message key yet.
 
     Not conditioned on holding the lease: the recipients were reached whoever holds the row now.
     The rows are locked first, in id order (SQLite: the write transaction's lock), so two
@@ -213,8 +218,11 @@ def add_delivered(conn: Connection, ids: Sequence[int], recipients: Sequence[str
     for row_id, payload in conn.execute(query).all():
         before = list(payload.get(DELIVERED, ()))
         after = before + [r for r in dict.fromkeys(recipients) if r not in before]
-        if after != before:
-            changed.append({"row_id": row_id, "new_payload": {**payload, DELIVERED: after}})
+        update_: dict[str, Any] = {DELIVERED: after} if after != before else {}
+        if message_key and not payload.get(MESSAGE):
+            update_[MESSAGE] = message_key
+        if update_:
+            changed.append({"row_id": row_id, "new_payload": {**payload, **update_}})
     if changed:
         conn.execute(update(outbox).where(outbox.c.id == bindparam("row_id"))
                      .values(payload=bindparam("new_payload", type_=outbox.c.payload.type)), changed)

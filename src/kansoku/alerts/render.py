@@ -19,6 +19,7 @@ from kansoku.typing import ErrorEvent
 
 __all__ = [
     "DELIVERED",
+    "MESSAGE",
     "AlertItem",
     "Notification",
     "alert_item",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 DELIVERED: Final = "delivered"  # payload key: recipients an earlier attempt of the row reached
+MESSAGE: Final = "message_key"  # payload key: the Idempotency-Key of the row's first (failed) message
 _MAX_TITLE: Final = 200
 _MAX_MESSAGE: Final = 1000
 
