@@ -180,6 +180,15 @@ class Settings(BaseSettings):
         None, validation_alias=_env("otlp_traces_endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
         description="OTLP URL for spans, used as it is (it wins over otlp_endpoint for spans).",
     )
+    logs_exporter: Literal["otlp", "none"] | None = Field(
+        None, validation_alias=_env("logs_exporter", "OTEL_LOGS_EXPORTER"),
+        description="otlp: every log line also as an OTLP log record (to otlp_logs_endpoint, else "
+        "otlp_endpoint's /v1/logs); unset or none: logs go to stdout and files only.",
+    )
+    otlp_logs_endpoint: str | None = Field(
+        None, validation_alias=_env("otlp_logs_endpoint", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+        description="OTLP URL for log records, used as it is; setting it turns the OTLP log export on.",
+    )
 
     # errors and alerts
     sentry_dsn: SecretStr | None = Field(None, description="Also forward errors to Sentry.")

@@ -79,8 +79,12 @@ def configure_logging(
     hooks: Sequence[LogProcessor] = (),
     stream: Any = None,
     service: str | None = None,
+    sinks: Sequence[LogProcessor] = (),
 ) -> None:
-    """Apply `settings` to every kansoku logger and to the standard library's logging."""
+    """Apply `settings` to every kansoku logger and to the standard library's logging.
+
+    `sinks` see every finished record before it is rendered (the OTLP log export).
+    """
     target = stream if stream is not None else sys.stdout
     fmt = settings.log_format
     console = fmt == "console" or (fmt == "auto" and bool(getattr(target, "isatty", lambda: False)()))
@@ -93,7 +97,8 @@ def configure_logging(
         static["version"] = settings.version
     _STATE.static = dict(redactor.clean_mapping(static))
     _STATE.hooks[:] = hooks
-    _STATE.processors[:] = build_processors(settings, redactor, console=console, colors=console)
+    processors = build_processors(settings, redactor, console=console, colors=console)
+    _STATE.processors[:] = [*processors[:-1], *sinks, processors[-1]]
     _STATE.output.stream = stream
     old_files, _STATE.output.files = _STATE.output.files, None
     if old_files is not None:

@@ -234,7 +234,7 @@ class KansokuLogger(BoundLoggerBase):
             if hooks:
                 for hook in state.hooks:
                     event_dict = hook(self._logger, method, event_dict)
-            if processors[-1] is render_json and "exc_info" not in event_dict:
+            if len(processors) == 2 and processors[-1] is render_json and "exc_info" not in event_dict:
                 # Nothing for the exception step to do: render straight away.
                 line: Any = orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
             else:

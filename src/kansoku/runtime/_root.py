@@ -78,7 +78,9 @@ class Runtime:
         self.metrics_mirror = _metrics_mirror(self.registry)
         self.readiness.register("exports", _exports_problem, informational=True)
         hooks = [tracing.add_trace_ids, self.errors.breadcrumb_processor, self.errors.log_processor]
-        configure_logging(settings, hooks=hooks, service=self.service)
+        self.otlp_logs = _otlp_logs(settings, self.service)
+        configure_logging(settings, hooks=hooks, service=self.service,
+                          sinks=[self.otlp_logs] if self.otlp_logs is not None else [])
         for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
             _log.warning("a metric made before instrument() has the name of one of kansoku's own: not served",
                          metric=name)
@@ -144,6 +146,9 @@ class Runtime:
             with _safety.suppress_internal_errors("close.metrics-mirror"):
                 self.metrics_mirror.stop()
         flush_logs()
+        if self.otlp_logs is not None:
+            with _safety.suppress_internal_errors("close.otlp-logs"):
+                self.otlp_logs.flush(int(timeout * 1000))
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Flush, then release what this runtime installed process-wide (hooks, instrumentors)."""
@@ -154,6 +159,9 @@ class Runtime:
         if self._uninstall_hooks is not None:
             self._uninstall_hooks()
             self._uninstall_hooks = None
+        if self.otlp_logs is not None:
+            with _safety.suppress_internal_errors("shutdown.otlp-logs"):
+                self.otlp_logs.shutdown()
         if self.tracer_provider is not None:
             with _safety.suppress_internal_errors("shutdown.tracing"):
                 tracing.uninstrument_libraries()
@@ -184,6 +192,18 @@ class Runtime:
             with _safety.suppress_internal_errors("periodic.retention"):
                 enforce_retention(self.engine, days=self.settings.retention_days,
                                   max_events_per_group=self.settings.max_events_per_group)
+
+
+def _otlp_logs(settings: Settings, service: str) -> Any:
+    """The OTLP log export (a log sink) when configured, else None."""
+    from kansoku.logs._otlp import OtlpLogs, logs_target
+
+    enabled, url = logs_target(settings)
+    if not enabled:
+        return None
+    from kansoku.tracing import build_resource
+
+    return OtlpLogs(url, build_resource(settings, service))
 
 
 def _exports_problem() -> str | None:
