@@ -118,6 +118,55 @@ def postgres_url(postgres: PostgresServer) -> str:
     return postgres.url
 
 
+class RedisServer:
+    """Debian's redis-server on a free 127.0.0.1 port, no persistence, stopped by its pid."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is missing: run scripts/install-system-deps")
+        self.port = free_port()
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="kansoku-redis."))
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp), "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, timeout=20.0)
+
+    @property
+    def url(self) -> str:
+        """The redis:// URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server and delete its directory."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session (flush its databases between tests that share it)."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @contextmanager
 def served(app: Any) -> Iterator[str]:
     """Serve `app` (lifespan included) on a free 127.0.0.1 port; yields the base URL."""

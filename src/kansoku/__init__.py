@@ -20,6 +20,7 @@ from kansoku.context import bind_context, context
 
 if TYPE_CHECKING:
     from kansoku.debug import memory_profile, track_object
+    from kansoku.jobs import job
     from kansoku.logs import get_logger, log_database_operation, log_execution_time
     from kansoku.metrics import (
         MetricConfig,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
         timed,
         track_business_metric,
     )
-    from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, track_errors
+    from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, setup, track_errors
     from kansoku.runtime.asgi import KansokuMiddleware
     from kansoku.runtime.wsgi import KansokuWSGIMiddleware
     from kansoku.settings import Settings, load_settings
@@ -54,12 +55,14 @@ __all__ = [
     "histogram",
     "instrument",
     "instrument_engine",
+    "job",
     "load_settings",
     "log_database_operation",
     "log_execution_time",
     "memory_profile",
     "register_metric",
     "set_route",
+    "setup",
     "summary",
     "timed",
     "traced",
@@ -82,12 +85,14 @@ _LAZY = {
     "histogram": "kansoku.metrics",
     "instrument": "kansoku.runtime",
     "instrument_engine": "kansoku.tracing",
+    "job": "kansoku.jobs",
     "load_settings": "kansoku.settings",
     "log_database_operation": "kansoku.logs",
     "log_execution_time": "kansoku.logs",
     "memory_profile": "kansoku.debug",
     "register_metric": "kansoku.metrics",
     "set_route": "kansoku.runtime",
+    "setup": "kansoku.runtime",
     "summary": "kansoku.metrics",
     "timed": "kansoku.metrics",
     "traced": "kansoku.tracing",

@@ -149,7 +149,7 @@ class Delivery:
                       else redactor.redact(event.get("exceptions", [])))
         event["exceptions"] = exceptions
         event["message"] = exceptions[-1]["message"] if exceptions else redactor.redact_text(event["message"])
-        event["culprit"] = cap.culprit_of(exceptions)
+        event["culprit"] = redactor.redact_text(event["culprit"]) if "culprit" in event else cap.culprit_of(exceptions)
         for name in ("request", "user", "tags", "extra", "breadcrumbs", "snapshot"):
             if name in event:
                 event[name] = redactor.redact(event[name])

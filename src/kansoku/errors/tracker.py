@@ -144,9 +144,13 @@ class ErrorTracker:
         tags: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
         level: str = "error",
+        culprit: str | None = None,
         **extra: Any,
     ) -> str:
         """Record `exc` (default: the exception being handled); its event id. Never raises.
+
+        `culprit` names what failed in the list of groups (a job's name); default: the innermost
+        in-app frame's `module.function`.
 
         An exception already captured (by the log processor, then the middleware...) returns the
         first event's id and makes no second event. "" when nothing was recorded: no exception,
@@ -156,6 +160,8 @@ class ErrorTracker:
             exc = sys.exc_info()[1]
             if exc is None:
                 return ""
+        if culprit:
+            extra["culprit"] = culprit
         return self._capture(exc, request, mechanism, handled, fingerprint, severity, category, tags, user,
                              level, extra)
 
@@ -208,6 +214,9 @@ class ErrorTracker:
             event["release"] = self.settings.version
         if custom:
             event["fingerprint"] = [str(v) for v in custom]
+        culprit = extra.pop("culprit", None)
+        if culprit:
+            event["culprit"] = str(culprit)
         snapshot = extra.pop("snapshot", None) or getattr(exc, SNAPSHOT_ATTRIBUTE, None)
         if isinstance(snapshot, dict):  # from kansoku.debug (`traced` at VERBOSE): joins the event
             event["snapshot"] = snapshot

@@ -74,6 +74,7 @@ class Runtime:
         # No capture hook for `traced`: its snapshot rides on the exception (debug.snapshot_of) and
         # joins the event when the middleware or track_errors captures it, with the request info.
         tracing.configure(settings, self.tracer_provider, debugger=self.debugger)
+        _configure_jobs(self)
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
         self.metrics_mirror = _metrics_mirror(self.registry)
         self.readiness.register("exports", _exports_problem, informational=True)
@@ -152,7 +153,7 @@ class Runtime:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Flush, then release what this runtime installed process-wide (hooks, instrumentors)."""
-        from kansoku import tracing
+        from kansoku import jobs, tracing
         from kansoku.metrics import use_defaults
 
         self.close(timeout)
@@ -167,6 +168,7 @@ class Runtime:
                 tracing.uninstrument_libraries()
                 self.tracer_provider.shutdown()
         tracing.reset()
+        jobs.reset()
         use_defaults()
 
     async def _periodic(self) -> None:
@@ -243,6 +245,18 @@ def _open_store(settings: Settings, readiness: Any) -> Any:
         return None
     readiness.register("store", store.ping)
     return store
+
+
+def _configure_jobs(runtime: Runtime) -> None:
+    """Job runs (`kansoku.job`, Celery tasks) get this runtime's spans, registry and error tracker."""
+    from kansoku import jobs
+    from kansoku.tracing import LightTracer
+
+    provider = runtime.tracer_provider
+    tracer = LightTracer(provider, "kansoku.jobs", redactor=runtime.errors.redactor) if provider else None
+    jobs.configure(tracer=tracer if tracer is not None and tracer.enabled else None,
+                   capture=runtime.capture_exception, level=runtime.settings.trace_level,
+                   redactor=runtime.errors.redactor, registry=runtime.registry)
 
 
 def _alerting(settings: Settings, engine: Any, errors: Any) -> tuple[Any, Any]:

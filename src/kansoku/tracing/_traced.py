@@ -36,7 +36,7 @@ from kansoku._safety import suppress_internal_errors
 from kansoku.debug._snapshot import build_snapshot
 from kansoku.tracing._spans import LightSpan, LightTracer, record_error
 
-__all__ = ["TraceLevel", "configure_traced", "traced"]
+__all__ = ["TraceLevel", "argument_attributes", "configure_traced", "traced"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_ARGUMENTS: Final = 32
@@ -131,12 +131,7 @@ class _Call:
         return span
 
     def _argument_attributes(self) -> dict[str, Any]:
-        redacted = debug.current().redactor.redact(self.spec.arguments(self.args, self.kwargs))
-        out: dict[str, Any] = {}
-        for name, value in list(redacted.items())[:MAX_ARGUMENTS]:
-            if name not in ("self", "cls"):
-                out[f"kansoku.args.{name}"] = _attribute_value(value)
-        return out
+        return argument_attributes(debug.current().redactor.redact(self.spec.arguments(self.args, self.kwargs)))
 
     def resume(self) -> object:
         if self.span is None:
@@ -179,6 +174,15 @@ def _internal_error(where: str, exc: Exception) -> None:
     """Report (or, in strict mode, raise) an internal error without a context manager on the hot path."""
     with suppress_internal_errors(where):
         raise exc
+
+
+def argument_attributes(redacted: Mapping[str, Any]) -> dict[str, Any]:
+    """Span attributes `kansoku.args.<name>` of a call's (already redacted) arguments, bounded."""
+    out: dict[str, Any] = {}
+    for name, value in list(redacted.items())[:MAX_ARGUMENTS]:
+        if name not in ("self", "cls"):
+            out[f"kansoku.args.{name}"] = _attribute_value(value)
+    return out
 
 
 def _attribute_value(value: Any) -> str | bool | int | float:
