@@ -20,6 +20,7 @@ from kansoku.context import bind_context, context
 
 if TYPE_CHECKING:
     from kansoku.debug import memory_profile, track_object
+    from kansoku.integrations.celery import instrument_celery
     from kansoku.jobs import job
     from kansoku.logs import get_logger, log_database_operation, log_execution_time
     from kansoku.metrics import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     )
     from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, setup, track_errors
     from kansoku.runtime.asgi import KansokuMiddleware
+    from kansoku.runtime.metrics_server import serve_metrics
     from kansoku.runtime.wsgi import KansokuWSGIMiddleware
     from kansoku.settings import Settings, load_settings
     from kansoku.tracing import TraceLevel, instrument_engine, traced
@@ -54,6 +56,7 @@ __all__ = [
     "get_logger",
     "histogram",
     "instrument",
+    "instrument_celery",
     "instrument_engine",
     "job",
     "load_settings",
@@ -61,6 +64,7 @@ __all__ = [
     "log_execution_time",
     "memory_profile",
     "register_metric",
+    "serve_metrics",
     "set_route",
     "setup",
     "summary",
@@ -84,6 +88,7 @@ _LAZY = {
     "get_logger": "kansoku.logs",
     "histogram": "kansoku.metrics",
     "instrument": "kansoku.runtime",
+    "instrument_celery": "kansoku.integrations.celery",
     "instrument_engine": "kansoku.tracing",
     "job": "kansoku.jobs",
     "load_settings": "kansoku.settings",
@@ -91,6 +96,7 @@ _LAZY = {
     "log_execution_time": "kansoku.logs",
     "memory_profile": "kansoku.debug",
     "register_metric": "kansoku.metrics",
+    "serve_metrics": "kansoku.runtime.metrics_server",
     "set_route": "kansoku.runtime",
     "setup": "kansoku.runtime",
     "summary": "kansoku.metrics",

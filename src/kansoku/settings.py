@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     )
     capture_http_5xx: bool = Field(False, description="Also record raised 5xx HTTPExceptions as errors.")
 
+    # background workers (Celery, RQ, any loop)
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the `/metrics` a worker serves (`kansoku.serve_metrics`, "
+        "the Celery integration); unset: none.",
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address the worker's `/metrics` listens on.")
+
     # frameworks: Django, Flask, Litestar and any WSGI app
     capture_5xx_responses: bool = Field(
         True, description="Record a 5xx response answered without an exception (a framework's error page, "

@@ -62,6 +62,7 @@ def instrument(app: Any, **overrides: Any) -> Any:
     service = None if overrides.get("service_name") else (title if title and title != "FastAPI" else None)
     running = current()
     runtime = setup(service=service, **overrides) if overrides or running is None else running
+    _instrument_celery_apps()
     if integration is not None:
         result = integration.instrument(app, runtime)
     elif interface == "asgi":
@@ -71,6 +72,22 @@ def instrument(app: Any, **overrides: Any) -> Any:
     if result is not app:
         _report_if_dropped(result, app)
     return result
+
+
+def _instrument_celery_apps() -> None:
+    """A Celery app made in this process (the web app enqueues tasks) gets its tasks traced too."""
+    import sys
+
+    if "celery" not in sys.modules:
+        return
+    from celery import _state
+
+    apps = [app for app in list(_state._get_active_apps()) if app is not _state.default_app]
+    if apps:
+        from kansoku.integrations.celery import instrument_celery
+
+        for app in apps:
+            instrument_celery(app)
 
 
 def _report_if_dropped(wrapper: Any, app: Any) -> None:
