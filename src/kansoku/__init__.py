@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         timed,
         track_business_metric,
     )
+    from kansoku.monitors import monitor
     from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, setup, track_errors
     from kansoku.runtime.asgi import KansokuMiddleware
     from kansoku.runtime.metrics_server import serve_metrics
@@ -63,6 +64,7 @@ __all__ = [
     "log_database_operation",
     "log_execution_time",
     "memory_profile",
+    "monitor",
     "register_metric",
     "serve_metrics",
     "set_route",
@@ -95,6 +97,7 @@ _LAZY = {
     "log_database_operation": "kansoku.logs",
     "log_execution_time": "kansoku.logs",
     "memory_profile": "kansoku.debug",
+    "monitor": "kansoku.monitors",
     "register_metric": "kansoku.metrics",
     "serve_metrics": "kansoku.runtime.metrics_server",
     "set_route": "kansoku.runtime",

@@ -203,6 +203,14 @@ class Settings(BaseSettings):
         default_factory=dict, description="Alert rules and channels ([[alerts.rules]], [[alerts.channels]])."
     )
     alert_dispatcher: bool = Field(True, description="Deliver alerts from a task in the app process.")
+    monitors: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Cron monitors ([[monitors]]: name, schedule, timezone, margin, max_runtime).",
+    )
+    monitor_token: SecretStr | None = Field(
+        None, description="Bearer token of the monitor check-in endpoint `POST <prefix>/api/checkins/NAME` "
+        "(the dashboard token works too; neither set: loopback clients only).",
+    )
     errors: dict[str, Any] = Field(
         default_factory=dict,
         description="Error grouping and classification rules ([[errors.fingerprint_rules]], "

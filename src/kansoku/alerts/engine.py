@@ -29,9 +29,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from kansoku._safety import suppress_internal_errors
 from kansoku.alerts import httprules
 from kansoku.alerts.outbox import enqueue, grouping_time
-from kansoku.alerts.render import AlertItem, alert_item, event_title, http_item, row_payload
+from kansoku.alerts.render import AlertItem, alert_item, event_title, http_item, monitor_item, row_payload
 from kansoku.alerts.rules import (
+    DEFAULT_MONITOR_RULE,
     HTTP_KINDS,
+    MONITOR_KIND,
     AlertingConfig,
     AlertRule,
     load_alerting,
@@ -39,6 +41,7 @@ from kansoku.alerts.rules import (
 )
 from kansoku.alerts.silences import SilenceCache
 from kansoku.alerts.window import WindowCounters
+from kansoku.monitors.schedule import MonitorSpec, parse_monitors
 from kansoku.redact import Redactor
 from kansoku.settings import Settings
 from kansoku.store import write_transaction
@@ -66,8 +69,11 @@ class AlertEngine:
     def __init__(
         self, source: Settings | AlertingConfig, engine: Engine, *, clock: Clock = time.time,
         new_id: IdFactory = _new_id, flush_seconds: float = 5.0, max_keys: int = 10_000,
+        monitors: tuple[MonitorSpec, ...] | None = None,
     ) -> None:
         self.config = load_alerting(source) if isinstance(source, Settings) else source
+        if monitors is None:
+            monitors = parse_monitors(source.monitors) if isinstance(source, Settings) else ()
         self.engine = engine
         self.clock = clock
         self.new_id = new_id
@@ -75,9 +81,14 @@ class AlertEngine:
         site = self.config.site
         self.redactor = Redactor(site.redact_keys, allow_keys=site.redact_allow_keys, allow_pii=site.allow_pii,
                                  max_string=2000)
-        enabled = [rule for rule in self.config.rules if rule.enabled]
-        self.rules = {rule.name: rule for rule in self.config.rules}
-        self._error_rules = [rule for rule in enabled if rule.kind not in HTTP_KINDS]
+        rules = list(self.config.rules)
+        if not any(rule.kind == MONITOR_KIND for rule in rules):
+            rules.append(DEFAULT_MONITOR_RULE)
+        enabled = [rule for rule in rules if rule.enabled]
+        self.rules = {rule.name: rule for rule in rules}
+        self._error_rules = [rule for rule in enabled if rule.kind not in HTTP_KINDS and rule.kind != MONITOR_KIND]
+        self._monitor_rules = [rule for rule in enabled if rule.kind == MONITOR_KIND]
+        self._monitors = monitors  # kansoku.toml's, written to the store at the first tick
         self._http_rules = [rule for rule in enabled if rule.kind in HTTP_KINDS]
         self._counters = WindowCounters(max_keys)
         self._until: dict[str, dict[str, float]] = {}  # group -> rule -> suppression end known here
@@ -284,6 +295,7 @@ class AlertEngine:
                 self._last_http = now
                 self.evaluate_http(now)
             self._resend_alertmanager(now)
+            self.evaluate_monitors(now)
 
     def evaluate_http_rules(self) -> None:
         """The runtime's periodic hook: the same as `tick()` (it gates the HTTP rules by interval)."""
@@ -319,6 +331,38 @@ class AlertEngine:
         for group in groups:
             if group not in firing:
                 self._resolve(group, rule.name, now)
+
+    # --- cron monitors --------------------------------------------------------------------------------
+
+    def evaluate_monitors(self, now: float) -> list[str]:
+        """Claim and notify each missed, over-runtime and failed run, and each recovery, once across
+        every process sharing the store (`kansoku.store.monitors`); returns what this process notified."""
+        from kansoku.store import monitors as stored
+
+        if self._monitors:
+            with write_transaction(self.engine) as conn:
+                for spec in self._monitors:
+                    stored.upsert(self.engine, spec, now, conn)
+            self._monitors = ()
+        notified: list[str] = []
+        for claim in (*stored.claim_missed(self.engine, now), *stored.claim_timeouts(self.engine, now),
+                      *stored.claim_failures(self.engine, now), *stored.claim_recoveries(self.engine, now)):
+            name = str(claim.monitor["name"])
+            group = f"monitor:{name}"[:64]
+            if claim.problem == "recovered":
+                self._resolve(group, None, now)
+            else:
+                for rule in self._monitor_rules:
+                    tags = {"monitor": name}
+                    if any(tags.get(key) != value for key, value in rule.tags.items()):
+                        continue  # a rule for other monitors (tags = {monitor = "..."})
+                    if self.silences.silenced(rule.name, group, name, {"monitor": name}, now):
+                        continue
+                    item = monitor_item(rule, claim.problem, claim.monitor, claim.checkin, now=now,
+                                        site=self.config.site)
+                    self._fire(rule, group, now, functools.partial(_with_suppressed, item))
+            notified.append(f"{claim.problem}:{name}")
+        return notified
 
     def _start_resend_clocks(self, conn: Connection, rule: AlertRule, group: str, now: float) -> None:
         # The trigger itself was the first send: the first re-send is due one interval later.

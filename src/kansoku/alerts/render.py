@@ -27,6 +27,7 @@ __all__ = [
     "html_body",
     "http_item",
     "iso",
+    "monitor_item",
     "probe_notification",
     "short_text",
     "text_body",
@@ -164,6 +165,35 @@ def http_item(
         culprit="", severity=rule.severity_threshold, category="performance", count=requests,
         window_count=requests, suppressed=0, url=url, service=service, environment=site.environment,
         release="", event_id="", tags={}, starts_at=now, status="firing",
+    )
+
+
+_MONITOR_TITLES: Final = {
+    "missed": "Monitor {name} missed its run due {expected} ({schedule})",
+    "failed": "Monitor {name}: a run failed{took}",
+    "timeout": "Monitor {name}: a run is still going after {max_runtime:g}s (its maximum runtime)",
+}
+
+
+def monitor_item(rule: AlertRule, problem: str, monitor: Mapping[str, Any], checkin: Mapping[str, Any] | None,
+                 *, now: float, site: SiteInfo) -> AlertItem:
+    """The item for a monitor's missed, failed or over-runtime run (grouped by monitor)."""
+    name = str(monitor["name"])
+    schedule = (f"every {float(monitor['schedule']):g}s" if monitor["schedule_kind"] == "interval"
+                else f"{monitor['schedule']} {monitor['timezone']}")
+    expected = (checkin or {}).get("expected_at")
+    duration = (checkin or {}).get("duration")
+    title = _MONITOR_TITLES[problem].format(
+        name=name, schedule=schedule, expected=iso(float(expected)) if expected is not None else "?",
+        took=f" after {float(duration):.1f}s" if duration is not None else "",
+        max_runtime=float(monitor["max_runtime_seconds"]))
+    url = f"{site.dashboard_url.rstrip('/')}{site.route_prefix}/monitors/{name}" if site.dashboard_url else None
+    return AlertItem(
+        group_key=f"monitor:{name}"[:64], group_id=None, title=_cut(title, _MAX_TITLE), exception_type="",
+        message=title, culprit=name, severity=rule.severity_threshold, category="monitor", count=1,
+        window_count=1, suppressed=0, url=url, service=site.service, environment=site.environment, release="",
+        event_id=str((checkin or {}).get("checkin_id", "")), tags={"monitor": name, "problem": problem},
+        starts_at=now, status="firing",
     )
 
 

@@ -32,7 +32,9 @@ from kansoku.typing import Severity
 
 __all__ = [
     "CHANNEL_TYPES",
+    "DEFAULT_MONITOR_RULE",
     "DEFAULT_RULES",
+    "MONITOR_KIND",
     "SEVERITIES",
     "AlertRule",
     "AlertingConfig",
@@ -53,9 +55,10 @@ __all__ = [
 
 SEVERITIES: Final = ("low", "medium", "high", "critical", "emergency")
 _RANK: Final = {name: index for index, name in enumerate(SEVERITIES)}
-RuleKind = Literal["errors", "first_seen", "regression", "frequency", "http_error_ratio", "http_latency"]
+RuleKind = Literal["errors", "first_seen", "regression", "frequency", "http_error_ratio", "http_latency", "monitor"]
 GROUP_KINDS: Final = frozenset({"errors", "first_seen", "regression"})
 HTTP_KINDS: Final = frozenset({"http_error_ratio", "http_latency"})
+MONITOR_KIND: Final = "monitor"  # cron monitors: missed, failed and over-runtime runs (tags: monitor=NAME)
 
 
 def severity_rank(severity: str) -> int:
@@ -253,6 +256,13 @@ DEFAULT_RULES: Final = (  # the chapter's four rules (8.4), with its thresholds 
     AlertRule(name="performance_degradation", description="Performance related issues",
               severity_threshold="high", categories=("performance",), error_count_threshold=10,
               time_window_minutes=5, suppression_minutes=120),
+)
+
+
+# Cron monitors notify with no rule to write; a rule of kind "monitor" (even a disabled one) replaces it.
+DEFAULT_MONITOR_RULE: Final = AlertRule(
+    name="monitors", kind="monitor", description="Cron monitors: missed, failed and over-runtime runs",
+    severity_threshold="high", suppression_minutes=0,
 )
 
 

@@ -8,11 +8,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from kansoku.cli._common import alerting_or_exit, mask_url, open_store, open_store_or_exit
+from kansoku.cli._common import EXIT_CONFIG, CliError, alerting_or_exit, mask_url, open_store, open_store_or_exit
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 RETENTION_EVERY_SECONDS = 3600.0
 
 
+def monitors_or_exit(settings: Settings) -> tuple[Any, ...]:
+    """The monitors of kansoku.toml; an invalid [[monitors]] table exits with EXIT_CONFIG."""
+    from kansoku.exceptions import ConfigError
+    from kansoku.monitors import parse_monitors
+
+    try:
+        return parse_monitors(settings.monitors)
+    except ConfigError as exc:
+        raise CliError(f"{exc}\nFix the [[monitors]] tables of the configuration file.", EXIT_CONFIG) from None
+
+
 def run_worker(settings: Settings, *, once: bool) -> None:
     """Deliver due alerts and apply retention: once, or until SIGINT/SIGTERM."""
     from kansoku.alerts import AlertEngine, Dispatcher
@@ -35,7 +46,8 @@ def run_worker(settings: Settings, *, once: bool) -> None:
         configure_logging(settings, service=settings.service)  # after the store's own start-up chatter
         log = get_logger("kansoku.worker")
         # The engine's tick evaluates the HTTP rules and re-sends firing Alertmanager alerts.
-        dispatcher = Dispatcher(config, store.engine, alert_engine=AlertEngine(config, store.engine))
+        engine = AlertEngine(config, store.engine, monitors=monitors_or_exit(settings))
+        dispatcher = Dispatcher(config, store.engine, alert_engine=engine)
         if once:
             sent = dispatcher.run_once()
             deleted = _retention(store.engine, settings)

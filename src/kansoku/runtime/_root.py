@@ -75,6 +75,7 @@ class Runtime:
         # joins the event when the middleware or track_errors captures it, with the request info.
         tracing.configure(settings, self.tracer_provider, debugger=self.debugger)
         _configure_jobs(self)
+        _configure_monitors(self)
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
         self.metrics_mirror = _metrics_mirror(self.registry)
         self.readiness.register("exports", _exports_problem, informational=True)
@@ -153,7 +154,7 @@ class Runtime:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Flush, then release what this runtime installed process-wide (hooks, instrumentors)."""
-        from kansoku import jobs, tracing
+        from kansoku import jobs, monitors, tracing
         from kansoku.metrics import use_defaults
 
         self.close(timeout)
@@ -169,6 +170,7 @@ class Runtime:
                 self.tracer_provider.shutdown()
         tracing.reset()
         jobs.reset()
+        monitors.reset()
         use_defaults()
 
     async def _periodic(self) -> None:
@@ -245,6 +247,13 @@ def _open_store(settings: Settings, readiness: Any) -> Any:
         return None
     readiness.register("store", store.ping)
     return store
+
+
+def _configure_monitors(runtime: Runtime) -> None:
+    """`kansoku.monitor` check-ins go to this runtime's store, with the monitors of kansoku.toml."""
+    from kansoku import monitors
+
+    monitors.configure(runtime.engine, monitors.parse_monitors(runtime.settings.monitors))
 
 
 def _configure_jobs(runtime: Runtime) -> None:

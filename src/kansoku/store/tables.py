@@ -30,6 +30,8 @@ __all__ = [
     "error_group_users",
     "error_groups",
     "metadata",
+    "monitor_checkins",
+    "monitors",
     "outbox",
     "project_keys",
     "projects",
@@ -262,4 +264,44 @@ auth_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(128), nullable=False),
     Column("created_at", Float, nullable=False),
+)
+
+# --- cron monitors ---------------------------------------------------------------------------------
+
+monitors = Table(  # one row per monitor: its definition (from code, kansoku.toml or the CLI) and state
+    "kansoku_monitors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("schedule_kind", String(16), nullable=False),  # crontab | interval
+    Column("schedule", String(200), nullable=False),  # "0 3 * * *" or seconds
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("margin_seconds", Float, nullable=False),
+    Column("max_runtime_seconds", Float, nullable=False),
+    Column("description", String(500), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="new"),  # new | in_progress | ok | error | missed | timeout
+    Column("next_expected_at", Float),  # the run due next; evaluators claim a missed run by this value
+    Column("last_checkin_at", Float),
+    Column("alerting", Boolean, nullable=False, default=False),  # a problem was notified: the next ok recovers
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_kansoku_monitors_next_expected_at", "next_expected_at"),
+)
+
+monitor_checkins = Table(  # each run: a check-in from the job, or a missed run recorded by the evaluator
+    "kansoku_monitor_checkins",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor_id", Integer, ForeignKey("kansoku_monitors.id", ondelete="CASCADE"), nullable=False),
+    Column("checkin_id", String(32), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # in_progress | ok | error | missed | timeout
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("duration", Float),  # seconds
+    Column("expected_at", Float),  # the scheduled time the run answered (missed runs)
+    Column("source", String(16), nullable=False, default="code"),  # code | cli | http | evaluator
+    Column("host", String(255), nullable=False, default=""),
+    Column("notified", Boolean, nullable=False, default=False),  # a failure whose alert was claimed
+    Index("ix_kansoku_monitor_checkins_monitor_started", "monitor_id", "started_at"),
+    Index("ix_kansoku_monitor_checkins_status", "status"),
 )

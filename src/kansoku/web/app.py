@@ -80,6 +80,8 @@ def api_routes(runtime: Any, engine: Engine | None, clock: Clock) -> list[BaseRo
         routes += _optional_routes("kansoku.web.api_errors", "routes", engine, tracker,
                                    getattr(alerts, "on_resolve", None))
         routes += _optional_routes("kansoku.web.api_alerts", "routes", engine, alerts)
+        routes += _optional_routes("kansoku.web.api_monitors", "routes", engine, runtime.settings,
+                                   monitor_specs(runtime.settings), clock=clock)
         secret = slack_signing_secret(runtime.settings, alerts)
         if secret:
             resolve = slack_resolver(engine, alerts, clock)
@@ -106,4 +108,17 @@ def build_web_app(runtime: Any, *, clock: Clock = time.time) -> ASGIApp:
     def login_page(scope: Scope, context: Mapping[str, Any]) -> str:
         return login.render(**context)
 
-    return AuthMiddleware(app, settings, login_page=login_page, clock=clock, state=SessionState(engine, clock=clock))
+    # The check-in endpoint takes the monitor token itself (jobs on other hosts, no session, no CSRF).
+    return AuthMiddleware(app, settings, login_page=login_page, clock=clock, state=SessionState(engine, clock=clock),
+                          exempt=("/slack/actions", "/api/checkins/"))
+
+
+def monitor_specs(settings: Settings) -> dict[str, Any]:
+    """The monitors of kansoku.toml by name (none when the table is invalid: `config check` says why)."""
+    from kansoku.exceptions import ConfigError
+    from kansoku.monitors import parse_monitors
+
+    try:
+        return {spec.name: spec for spec in parse_monitors(settings.monitors)}
+    except ConfigError:
+        return {}

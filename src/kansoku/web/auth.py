@@ -235,6 +235,7 @@ class AuthMiddleware:
         self.token = secret.get_secret_value() if secret is not None else None
         self.signer = _Signer(self.token) if self.token else None
         self.exempt = frozenset(exempt)
+        self._exempt_prefixes = tuple(entry for entry in self.exempt if entry.endswith("/"))  # check their own auth
         self.public = tuple(public)
         self.login_page = login_page or plain_login_page
         self.clock = clock
@@ -257,7 +258,7 @@ class AuthMiddleware:
         cookies = cookie_parser(header_value(scope, b"cookie") or "")
         secured = SecuredSend(send, scope, cookies)
         path = get_route_path(scope) or "/"
-        if path in self.exempt:
+        if path in self.exempt or any(path.startswith(p) for p in self._exempt_prefixes):
             await self.app(scope, receive, secured)
             return
         if scope["method"] not in SAFE_METHODS:
