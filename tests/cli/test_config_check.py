@@ -112,6 +112,18 @@ def test_invalid_alert_rule_exits_3_naming_the_key(kansoku: Kansoku, tmp_path: P
     assert "nowhere" in result.stderr
 
 
+def test_bad_monitor_crontab_or_timezone_exits_3_naming_the_key(kansoku: Kansoku, tmp_path: Path) -> None:
+    """A [[monitors]] table with a bad crontab, then a bad timezone: exit 3 naming the key and what to write."""
+    (tmp_path / "kansoku.toml").write_text('[[monitors]]\nname = "backup"\nschedule = "0 25 * * *"\n')
+    result = kansoku("config", "check")
+    assert result.code == 3
+    assert "monitors[0].schedule = '0 25 * * *': not a valid crontab" in result.stderr
+    (tmp_path / "kansoku.toml").write_text('[[monitors]]\nname = "backup"\nschedule = "1h"\ntimezone = "Mars/Base"\n')
+    result = kansoku("config", "check")
+    assert result.code == 3
+    assert "monitors[0].timezone = 'Mars/Base': unknown timezone" in result.stderr
+
+
 def test_config_option_points_at_another_file(kansoku: Kansoku, tmp_path: Path) -> None:
     """`kansoku --config FILE` reads that file."""
     (tmp_path / "prod.toml").write_text('environment = "production"\n')

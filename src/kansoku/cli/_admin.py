@@ -19,6 +19,7 @@ from kansoku.cli._common import (
     load_settings_or_exit,
     mask_url,
     missing_sqlite_file,
+    monitors_or_exit,
     store_error,
 )
 
@@ -40,7 +41,7 @@ def config_check(as_json: bool) -> None:
 
     Settings are read from, highest first: KANSOKU_* environment variables (and the standard
     OTEL_* ones), the TOML file named by KANSOKU_CONFIG (or --config, or ./kansoku.toml), then
-    defaults. Alert rules and channels are checked too. An invalid value exits with code 3 and
+    defaults. Alert rules and channels, and monitors, are checked too. An invalid value exits with code 3 and
     a message naming the variable or key, the value and what is allowed.
 
     \b
@@ -53,6 +54,7 @@ def config_check(as_json: bool) -> None:
 
     settings = load_settings_or_exit()
     alerting = alerting_or_exit(settings)
+    monitors = monitors_or_exit(settings)
     _check_error_rules(settings)
     data = settings.masked()
     data["database_url"] = mask_url(settings.database_url)
@@ -60,7 +62,7 @@ def config_check(as_json: bool) -> None:
     if as_json:
         echo_json({"valid": True, "config_file": str(source) if source else None, "settings": data,
                    "alert_rules": [rule.name for rule in alerting.rules],
-                   "alert_channels": sorted(alerting.channels)})
+                   "alert_channels": sorted(alerting.channels), "monitors": [m.name for m in monitors]})
         return
     click.echo(f"kansoku configuration: valid (file: {source or 'none'})")
     changed = settings.model_fields_set
@@ -70,6 +72,7 @@ def config_check(as_json: bool) -> None:
         click.echo(f"{mark} {name.ljust(width)} = {_show(value)}")
     click.echo(f"  alert rules: {', '.join(r.name for r in alerting.rules)}")
     click.echo(f"  alert channels: {', '.join(sorted(alerting.channels))}")
+    click.echo(f"  monitors: {', '.join(m.name for m in monitors) or 'none in the file'}")
     click.echo("(* set by the environment, the file or an option; the others are defaults)")
 
 

@@ -71,6 +71,17 @@ def alerting_or_exit(settings: Settings) -> AlertingConfig:
         raise CliError(f"{exc}\nFix the [alerts] section of the configuration file.", EXIT_CONFIG) from None
 
 
+def monitors_or_exit(settings: Settings) -> tuple[Any, ...]:
+    """The monitors of kansoku.toml; an invalid [[monitors]] table exits with EXIT_CONFIG."""
+    from kansoku.exceptions import ConfigError
+    from kansoku.monitors import parse_monitors
+
+    try:
+        return parse_monitors(settings.monitors)
+    except ConfigError as exc:
+        raise CliError(f"{exc}\nFix the [[monitors]] tables of the configuration file.", EXIT_CONFIG) from None
+
+
 def open_store_or_exit(settings: Settings, *, ping: bool = False, read_only: bool = False) -> Store:
     """The store of `settings` (migrated when SQLite); unusable -> EXIT_STORE with the fix.
 

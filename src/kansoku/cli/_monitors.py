@@ -9,7 +9,6 @@ import click
 
 from kansoku.cli._common import (
     DB_URL,
-    EXIT_CONFIG,
     EXIT_NOT_FOUND,
     EXIT_USAGE,
     JSON,
@@ -18,6 +17,7 @@ from kansoku.cli._common import (
     echo_table,
     format_time,
     load_settings_or_exit,
+    monitors_or_exit,
     open_store,
 )
 
@@ -32,13 +32,7 @@ def monitors() -> None:
 
 
 def _specs(settings: Any) -> dict[str, Any]:
-    from kansoku.exceptions import ConfigError
-    from kansoku.monitors import parse_monitors
-
-    try:
-        return {spec.name: spec for spec in parse_monitors(settings.monitors)}
-    except ConfigError as exc:
-        raise CliError(f"{exc}\nFix the [[monitors]] tables of the configuration file.", EXIT_CONFIG) from None
+    return {spec.name: spec for spec in monitors_or_exit(settings)}
 
 
 @monitors.command("list")

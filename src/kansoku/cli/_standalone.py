@@ -8,11 +8,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from kansoku.cli._common import EXIT_CONFIG, CliError, alerting_or_exit, mask_url, open_store, open_store_or_exit
+from kansoku.cli._common import alerting_or_exit, mask_url, monitors_or_exit, open_store, open_store_or_exit
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -23,17 +23,6 @@ if TYPE_CHECKING:
     from kansoku.typing import ASGIApp
 
 RETENTION_EVERY_SECONDS = 3600.0
-
-
-def monitors_or_exit(settings: Settings) -> tuple[Any, ...]:
-    """The monitors of kansoku.toml; an invalid [[monitors]] table exits with EXIT_CONFIG."""
-    from kansoku.exceptions import ConfigError
-    from kansoku.monitors import parse_monitors
-
-    try:
-        return parse_monitors(settings.monitors)
-    except ConfigError as exc:
-        raise CliError(f"{exc}\nFix the [[monitors]] tables of the configuration file.", EXIT_CONFIG) from None
 
 
 def run_worker(settings: Settings, *, once: bool) -> None:
