@@ -24,10 +24,10 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 def test_decorated_runs_check_in_progress_then_ok_or_error(runtime: Runtime) -> None:
     """A call checks in in_progress, then ok with its duration; a raising call checks in error and re-raises."""
-    @kansoku.monitor("nightly-report", schedule="0 3 * * *", timezone="Europe/Berlin", max_runtime="1h")
+    @kansoku.monitor("nightly-checkins", schedule="0 3 * * *", timezone="Europe/Berlin", max_runtime="1h")
     def report(fail: bool) -> str:
         assert runtime.engine is not None
-        found = stored.get_monitor(runtime.engine, "nightly-report")
+        found = stored.get_monitor(runtime.engine, "nightly-checkins")
         assert found is not None and found["checkins"][0]["status"] == "in_progress"
         if fail:
             raise RuntimeError("no data")
@@ -37,14 +37,14 @@ def test_decorated_runs_check_in_progress_then_ok_or_error(runtime: Runtime) -> 
     with pytest.raises(RuntimeError, match="no data"):
         report(True)
     assert runtime.engine is not None
-    found = stored.get_monitor(runtime.engine, "nightly-report")
+    found = stored.get_monitor(runtime.engine, "nightly-checkins")
     assert found is not None
     assert [(c["status"], c["source"], c["duration"] is not None) for c in found["checkins"]] == [
         ("error", "code", True), ("ok", "code", True)]
     assert (found["status"], found["timezone"], found["max_runtime_seconds"]) == ("error", "Europe/Berlin", 3600.0)
     count = runtime.registry.get_sample_value
-    assert count("kansoku_job_runs_total", {"job": "nightly-report", "status": "ok"}) == 1.0
-    assert count("kansoku_job_runs_total", {"job": "nightly-report", "status": "error"}) == 1.0
+    assert count("kansoku_job_runs_total", {"job": "nightly-checkins", "status": "ok"}) == 1.0
+    assert count("kansoku_job_runs_total", {"job": "nightly-checkins", "status": "error"}) == 1.0
 
 
 def test_block_uses_the_monitor_of_the_configuration(runtime: Runtime) -> None:

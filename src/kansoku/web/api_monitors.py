@@ -4,8 +4,8 @@
 every API route. `POST /api/checkins/{name}?status=ok|error|in_progress` (also `checkin_id` and
 `duration`, as query parameters or a small JSON body) is exempt from the dashboard's session and
 CSRF check and takes its own bearer token instead: `monitor_token` (KANSOKU_MONITOR_TOKEN), or
-the dashboard token; with neither set, loopback clients only. Compared in constant time; a wrong
-or missing token is a 401 and records nothing. An unknown monitor is a 404, a bad status a 400.
+the dashboard token; with neither set, loopback clients only (403 for others). Compared in
+constant time; a wrong or missing token is a 401 and records nothing. An unknown monitor is a 404, a bad status a 400.
 """
 
 from __future__ import annotations
@@ -89,8 +89,11 @@ def routes(engine: Engine, settings: Settings, specs: dict[str, MonitorSpec], *,
 
     async def checkin(request: Request) -> JSONResponse:
         if not allowed(request, settings):
-            return _error(401, "unauthorized: send Authorization: Bearer <KANSOKU_MONITOR_TOKEN>",
-                          **{"www-authenticate": 'Bearer realm="monitors"'})
+            if not _tokens(settings):
+                return _error(403, "monitor check-ins are open to loopback clients only, because neither "
+                              "KANSOKU_MONITOR_TOKEN nor KANSOKU_DASHBOARD_TOKEN is set")
+            return _error(401, "authentication required: send Authorization: Bearer <KANSOKU_MONITOR_TOKEN>",
+                          **{"www-authenticate": 'Bearer realm="kansoku"'})
         name = request.path_params["name"]
         try:
             fields = await _fields(request)
