@@ -21,7 +21,8 @@ def test_config_check_rejects_a_backend_kansoku_does_not_support(kansoku: Kansok
 
 
 @pytest.mark.parametrize("args", [("stats",), ("errors", "list"), ("errors", "show", "1"), ("errors", "resolve", "1"),
-                                  ("alerts", "list"), ("alerts", "unsilence", "1")])
+                                  ("alerts", "list"), ("alerts", "unsilence", "1"), ("monitors", "list"),
+                                  ("monitors", "show", "backup")])
 def test_read_only_commands_never_create_a_store(invoke: Kansoku, tmp_path: Path, args: tuple[str, ...]) -> None:
     """A mistyped SQLite path: exit 4 naming the missing file; no directory, no empty store made."""
     missing = tmp_path / "nonexistent" / "dir" / "k.db"

@@ -51,7 +51,7 @@ def monitors_list(as_json: bool, database_url: str | None) -> None:
 
     settings = load_settings_or_exit(**({"database_url": database_url} if database_url else {}))
     _specs(settings)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         rows = stored.list_monitors(store.engine)
     if as_json:
         echo_json([{**row, "next_expected": utc_iso(row["next_expected_at"])} for row in rows])
@@ -87,7 +87,7 @@ def monitors_show(name: str, runs: int, as_json: bool, database_url: str | None)
     from kansoku.store import monitors as stored
 
     settings = load_settings_or_exit(**({"database_url": database_url} if database_url else {}))
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         found = stored.get_monitor(store.engine, name, runs=runs)
     if found is None:
         raise CliError(f"no monitor named {name!r}; `kansoku monitors list` shows them", EXIT_NOT_FOUND)
