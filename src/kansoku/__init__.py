@@ -20,7 +20,6 @@ from kansoku.context import bind_context, context
 
 if TYPE_CHECKING:
     from kansoku.debug import memory_profile, track_object
-    from kansoku.integrations.celery import instrument_celery
     from kansoku.jobs import job
     from kansoku.logs import get_logger, log_database_operation, log_execution_time
     from kansoku.metrics import (
@@ -34,9 +33,17 @@ if TYPE_CHECKING:
         track_business_metric,
     )
     from kansoku.monitors import monitor
-    from kansoku.runtime import add_error_processor, capture_exception, instrument, set_route, setup, track_errors
+    from kansoku.runtime import (
+        add_error_processor,
+        capture_exception,
+        instrument,
+        instrument_celery,
+        serve_metrics,
+        set_route,
+        setup,
+        track_errors,
+    )
     from kansoku.runtime.asgi import KansokuMiddleware
-    from kansoku.runtime.metrics_server import serve_metrics
     from kansoku.runtime.wsgi import KansokuWSGIMiddleware
     from kansoku.settings import Settings, load_settings
     from kansoku.tracing import TraceLevel, instrument_engine, traced
@@ -90,7 +97,7 @@ _LAZY = {
     "get_logger": "kansoku.logs",
     "histogram": "kansoku.metrics",
     "instrument": "kansoku.runtime",
-    "instrument_celery": "kansoku.integrations.celery",
+    "instrument_celery": "kansoku.runtime",
     "instrument_engine": "kansoku.tracing",
     "job": "kansoku.jobs",
     "load_settings": "kansoku.settings",
@@ -99,7 +106,7 @@ _LAZY = {
     "memory_profile": "kansoku.debug",
     "monitor": "kansoku.monitors",
     "register_metric": "kansoku.metrics",
-    "serve_metrics": "kansoku.runtime.metrics_server",
+    "serve_metrics": "kansoku.runtime",
     "set_route": "kansoku.runtime",
     "setup": "kansoku.runtime",
     "summary": "kansoku.metrics",

@@ -236,7 +236,7 @@ def test_prefork_with_two_processes_sums_exactly(tmp_path: Path, start_worker: C
     import kansoku_celery_tasks as tasks
 
     with isolated_runtime(tmp_path / "publisher", dashboard=False):
-        kansoku_celery.instrument_celery(tasks.app)  # the publisher stamps the enqueue time
+        runtime.instrument_celery(tasks.app)  # the publisher stamps the enqueue time
         results = [tasks.pid.delay() for _ in range(40)]
     pids = {result.get(timeout=60) for result in results}
     assert len(pids) == 2 and worker.process.pid not in pids

@@ -1,7 +1,8 @@
 """Celery: the trace goes from the code that enqueues a task into the task; each task run is a job run.
 
 `kansoku.instrument_celery(celery_app)` (also done by `kansoku.instrument(app)` when a Celery app
-exists in the process) connects Celery's signals, process-wide:
+exists in the process) builds the runtime and calls `instrument(app, runtime)`, which connects
+Celery's signals, process-wide:
 
 - `before_task_publish`: the current trace context (W3C `traceparent`, or whatever
   `OTEL_PROPAGATORS` says) and the enqueue time go into the message headers. A retry, or the next
@@ -38,13 +39,14 @@ from kansoku.jobs import JobRun
 from kansoku.logs import get_logger
 from kansoku.tracing import TraceLevel
 
-__all__ = ["ENQUEUED_HEADER", "instrument_celery", "instrumented", "uninstrument_celery"]
+__all__ = ["ENQUEUED_HEADER", "instrument", "instrumented", "uninstrument_celery"]
 
 ENQUEUED_HEADER: Final = "kansoku_enqueued_at"
 _RUN_ATTRIBUTE: Final = "_kansoku_run"
 _STATUS: Final = {"SUCCESS": "ok", "RETRY": "retry", "REJECTED": "rejected", "IGNORED": "ignored"}
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
 _connected: list[tuple[Any, Any]] = []
+_runtime: list[Any] = []  # the runtime `instrument` was given (the worker's process has one)
 _log = get_logger("kansoku.celery")
 
 
@@ -53,16 +55,12 @@ def instrumented(app: Any) -> bool:
     return app in _apps
 
 
-def instrument_celery(app: Any, **settings: Any) -> Any:
-    """Trace, measure and capture the tasks of `app` (see the module docs); returns `app`.
+def instrument(app: Any, runtime: Any) -> Any:
+    """Trace, measure and capture the tasks of `app` with `runtime` (see the module docs); returns `app`.
 
-    Builds kansoku's runtime if none exists (`settings` as for `kansoku.setup`), so a worker
-    module needs only this call. Idempotent.
+    `kansoku.instrument_celery(app)` (in `kansoku.runtime`) builds the runtime and calls this. Idempotent.
     """
-    from kansoku import runtime
-
-    if runtime.current() is None or settings:
-        runtime.setup(**settings)
+    _runtime[:] = [runtime]
     # kansoku owns logging: Celery's own lines come out through it (JSON, with the task's ids). Left
     # on, Celery would replace the root logger's handlers and turn stdout, where kansoku writes,
     # into a logger that drops what is written to it from a log handler.
@@ -79,6 +77,7 @@ def uninstrument_celery() -> None:
         signal, handler = _connected.pop()
         signal.disconnect(handler)
     _apps.clear()
+    _runtime.clear()
 
 
 def _connect() -> None:
@@ -177,21 +176,17 @@ def _attributes(request: Any, name: str, task_id: str) -> Mapping[str, Any]:
 
 def _on_child_exit(**_: Any) -> None:
     """A prefork child is about to leave with os._exit(), which skips the flush at exit: flush now."""
-    from kansoku import runtime
-
-    current = runtime.current()
-    if current is not None:
+    for current in _runtime:
         current.close(5.0)
 
 
 def _on_ready(sender: Any = None, **_: Any) -> None:
     """The worker's main process is ready: serve /metrics if a port is configured."""
-    from kansoku import runtime
-    from kansoku.runtime.metrics_server import serve_metrics
+    from kansoku.runtime.metrics_server import serve
 
-    current = runtime.current()
-    if current is None:
+    if not _runtime:
         return
+    current = _runtime[0]
     settings = current.settings
     pool = type(getattr(sender, "pool", None)).__module__ if sender is not None else ""
     if "prefork" in pool and settings.multiprocess_dir is None:
@@ -199,5 +194,5 @@ def _on_ready(sender: Any = None, **_: Any) -> None:
                      "that /metrics sums their metrics")
     if settings.worker_metrics_port is not None:
         with suppress_internal_errors("celery.metrics"):
-            server = serve_metrics(port=settings.worker_metrics_port, host=settings.worker_metrics_host)
+            server = serve(current, port=settings.worker_metrics_port, host=settings.worker_metrics_host)
             _log.info("serving worker metrics", url=f"http://{settings.worker_metrics_host}:{server.server_port}/metrics")

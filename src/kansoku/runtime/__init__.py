@@ -26,6 +26,8 @@ __all__ = [
     "capture_exception",
     "current",
     "instrument",
+    "instrument_celery",
+    "serve_metrics",
     "set_route",
     "setup",
     "shutdown",
@@ -84,10 +86,34 @@ def _instrument_celery_apps() -> None:
 
     apps = [app for app in list(_state._get_active_apps()) if app is not _state.default_app]
     if apps:
-        from kansoku.integrations.celery import instrument_celery
+        from kansoku.integrations import celery
 
         for app in apps:
-            instrument_celery(app)
+            celery.instrument(app, current())
+
+
+def instrument_celery(app: Any, **overrides: Any) -> Any:
+    """Trace, measure and capture the tasks of a Celery app (`kansoku.integrations.celery`); returns it.
+
+    Builds the runtime if none exists (`overrides` as for `setup`), so a worker module needs only
+    this call; in a web app, `instrument()` does it for the Celery apps it finds.
+    """
+    from kansoku.integrations import celery
+
+    running = current()
+    return celery.instrument(app, setup(**overrides) if overrides or running is None else running)
+
+
+def serve_metrics(port: int | None = None, host: str | None = None) -> Any:
+    """Serve `/metrics` and `/health` from a process with no web app (a worker); returns the server.
+
+    Default port and host: the `worker_metrics_port` and `worker_metrics_host` settings (port 0
+    picks a free one: `server.server_port`); `server.shutdown()` stops it. Builds the runtime if
+    none exists.
+    """
+    from kansoku.runtime.metrics_server import serve
+
+    return serve(current() or setup(), port, host)
 
 
 def _report_if_dropped(wrapper: Any, app: Any) -> None:

@@ -16,19 +16,15 @@ import orjson
 
 from kansoku.runtime.endpoints import MetricsEndpoint
 
-__all__ = ["serve_metrics"]
+__all__ = ["serve"]
 
 
-def serve_metrics(port: int | None = None, host: str | None = None) -> ThreadingHTTPServer:
-    """Serve the current runtime's `/metrics` (and `/health`) on `host:port`; returns the server.
+def serve(current: Any, port: int | None = None, host: str | None = None) -> ThreadingHTTPServer:
+    """Serve the runtime `current`'s `/metrics` (and `/health`) on `host:port`; returns the server.
 
     Default port and host: the `worker_metrics_port` and `worker_metrics_host` settings (port 0 picks
-    a free one: read `server.server_port`). Call `server.shutdown()` to stop it. Builds the runtime
-    (`kansoku.setup()`) if there is none.
+    a free one: read `server.server_port`). Call `server.shutdown()` to stop it.
     """
-    from kansoku import runtime
-
-    current = runtime.current() or runtime.setup()
     settings = current.settings
     chosen_port = port if port is not None else settings.worker_metrics_port
     if chosen_port is None:
