@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     )
     allow_pii: bool = Field(False, description="Keep e-mail addresses in logs and events.")
     max_string_length: int = Field(4096, ge=64, description="Longer strings are truncated with a marker.")
+    store_logs: bool = Field(
+        True, description="Keep log lines in the store (the dashboard's logs page, `kansoku logs search`).")
+    log_store_level: LogLevel = Field("INFO", description="Lowest level of the lines the store keeps.")
+    log_store_levels: dict[str, LogLevel] = Field(
+        default_factory=dict, description="Store levels per logger (name prefix: the longest match wins), "
+        'e.g. {"sqlalchemy": "WARNING"}.')
+    log_store_rate: float = Field(
+        1000.0, ge=0.0, description="Lines at INFO and below each process keeps in the store per second; "
+        "WARNING and up are always kept; 0: no limit.")
     propagate_context_to_threads: bool = Field(
         True, description="Threads and executors started inside a request inherit its context."
     )
@@ -235,7 +244,7 @@ class Settings(BaseSettings):
 
     strict: bool = Field(False, description="Raise kansoku's internal errors instead of reporting them (tests).")
 
-    @field_validator("log_level", "trace_level", mode="before")
+    @field_validator("log_level", "trace_level", "log_store_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
@@ -249,6 +258,13 @@ class Settings(BaseSettings):
                 "kansoku stores in SQLite or PostgreSQL: use sqlite:///path/kansoku.db or "
                 "postgresql://user:password@host/db")
         return value
+
+    @field_validator("log_store_levels", mode="before")
+    @classmethod
+    def _upper_values(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {key: level.upper() if isinstance(level, str) else level for key, level in value.items()}
 
     @field_validator("route_prefix")
     @classmethod

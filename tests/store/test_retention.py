@@ -24,7 +24,7 @@ def test_enforce_retention(store: Store) -> None:
     writer.write([make_event(n, ts=T0 + n) for n in range(1, 11)])  # ten recent events of one group
     writer.write([make_event(100 + n, key="f" * 64, ts=T0 - 40 * DAY + n) for n in range(3)])  # a stale group
     result = queries.enforce_retention(store.engine, days=30, max_events_per_group=4, now=T0 + 100)
-    assert result == {"events": 3, "trimmed": 6, "buckets": 1, "groups": 1}
+    assert result == {"events": 3, "trimmed": 6, "buckets": 1, "groups": 1, "logs": 0}
     group = queries.get_group(store.engine, make_event(1)["group_key"])
     assert group is not None and group["count"] == 10  # the count stays exact
     assert [e["event_id"] for e in group["events"]] == [f"{n:032x}" for n in range(10, 6, -1)]

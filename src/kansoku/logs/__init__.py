@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from kansoku._delegate import Finish, around
 from kansoku.logs._files import FileSinks
+from kansoku.logs._keep import LogKeeper, LogStoreCollector, record_of
 from kansoku.logs._logger import (
     _STATE,
     CATEGORIES,
@@ -44,6 +45,8 @@ __all__ = [
     "TRACE",
     "ExceptionFormatter",
     "KansokuLogger",
+    "LogKeeper",
+    "LogStoreCollector",
     "StdlibBridge",
     "bridge_stdlib",
     "build_processors",
@@ -52,13 +55,29 @@ __all__ = [
     "exception_of",
     "flush",
     "get_logger",
+    "keeper_for",
     "log_database_operation",
     "log_execution_time",
     "make_console_renderer",
+    "record_of",
     "render_json",
     "stamp",
+    "stop_keeping",
     "unbridge_stdlib",
 ]
+
+
+def keeper_for(settings: Settings, write: Callable[[list[dict[str, Any]]], Any]) -> LogKeeper:
+    """The log store's keeper configured by `settings` (level, per-logger levels, budget, queue size)."""
+    return LogKeeper(write, level=LEVELS[settings.log_store_level.lower()],
+                     logger_levels={name: LEVELS[level.lower()] for name, level in settings.log_store_levels.items()},
+                     per_second=settings.log_store_rate, max_pending=settings.queue_size)
+
+
+def stop_keeping(keeper: Any) -> None:
+    """Stop handing lines to `keeper` (if it is the one in use): a runtime shutting down."""
+    if _STATE.keep is keeper:
+        _STATE.keep = None
 
 
 def build_processors(settings: Settings, redactor: Redactor, *, console: bool, colors: bool) -> list[LogProcessor]:
@@ -80,10 +99,12 @@ def configure_logging(
     stream: Any = None,
     service: str | None = None,
     sinks: Sequence[LogProcessor] = (),
+    keep: Callable[[int, Any], None] | None = None,
 ) -> None:
     """Apply `settings` to every kansoku logger and to the standard library's logging.
 
-    `sinks` see every finished record before it is rendered (the OTLP log export).
+    `sinks` see every finished record before it is rendered (the OTLP log export); `keep` receives
+    each finished line for the log store (a `LogKeeper`); None: lines are not stored.
     """
     target = stream if stream is not None else sys.stdout
     fmt = settings.log_format
@@ -97,6 +118,7 @@ def configure_logging(
         static["version"] = settings.version
     _STATE.static = dict(redactor.clean_mapping(static))
     _STATE.hooks[:] = hooks
+    _STATE.keep = keep
     processors = build_processors(settings, redactor, console=console, colors=console)
     _STATE.processors[:] = [*processors[:-1], *sinks, processors[-1]]
     _STATE.output.stream = stream

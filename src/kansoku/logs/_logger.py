@@ -24,7 +24,8 @@ from kansoku.logs._render import ExceptionFormatter, _json_default, render_json
 from kansoku.redact import Redactor
 from kansoku.typing import EventDict, LogProcessor
 
-__all__ = ["CATEGORIES", "LEVELS", "TRACE", "KansokuLogger", "flush", "get_logger", "method_of_level", "stamp"]
+__all__ = ["CATEGORIES", "LEVELS", "TRACE", "KansokuLogger", "finish_line", "flush", "get_logger", "method_of_level",
+           "stamp"]
 
 TRACE: Final = 5
 LEVELS: Final = {"trace": TRACE, "debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -51,6 +52,9 @@ class _State:
         # copied on write, so one identity check finds a request's context again.
         self.last_context: tuple[Any, Any, Any] = (None, None, None)
         self.hooks: list[LogProcessor] = []  # run first (trace ids, breadcrumbs, error capture)
+        # Called with (level, event dict) of each finished line before it is rendered: the log
+        # store's keeper (logs._keep), or None when lines are not stored.
+        self.keep: Callable[[int, EventDict], None] | None = None
 
 
 _STDOUT = LineWriter(lambda data: _emitter(sys.stdout)(data))
@@ -234,13 +238,14 @@ class KansokuLogger(BoundLoggerBase):
             if hooks:
                 for hook in state.hooks:
                     event_dict = hook(self._logger, method, event_dict)
+            keep = state.keep
             if len(processors) == 2 and processors[-1] is render_json and "exc_info" not in event_dict:
                 # Nothing for the exception step to do: render straight away.
+                if keep is not None:
+                    keep(level, event_dict)
                 line: Any = orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
             else:
-                for processor in processors:
-                    event_dict = processor(self._logger, method, event_dict)
-                line = event_dict
+                line = finish_line(self._logger, method, level, event_dict, processors, keep)
         except structlog.DropEvent:
             return None
         output = state.output
@@ -325,6 +330,16 @@ class KansokuLogger(BoundLoggerBase):
         if slow:
             kw["threshold_ms"] = threshold
         return self._log("warning" if slow else "info", f"performance: {operation}", kw)
+
+
+def finish_line(logger: Any, method: str, level: int, event_dict: Any, processors: list[LogProcessor],
+                keep: Callable[[int, EventDict], None] | None) -> Any:
+    """The processors (the exception step, then the renderer), the keeper seeing the line before rendering."""
+    for processor in processors[:-1]:
+        event_dict = processor(logger, method, event_dict)
+    if keep is not None:
+        keep(level, event_dict)
+    return processors[-1](logger, method, event_dict)
 
 
 def method_of_level(level: int) -> str:

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import structlog
 
-from kansoku.logs._logger import _STATE, TRACE, method_of_level, stamp
+from kansoku.logs._logger import _STATE, TRACE, finish_line, method_of_level, stamp
 
 __all__ = ["StdlibBridge", "bridge_stdlib", "unbridge_stdlib"]
 
@@ -32,8 +32,9 @@ class StdlibBridge(logging.Handler):
             line: Any = _STATE.redactor(None, method, stamp(None, method, event_dict))
             if record.exc_info and record.exc_info[1] is not None:
                 line["exc_info"] = record.exc_info  # after redaction: the chain formats and redacts it
-            for processor in (*_STATE.hooks, *_STATE.processors):
-                line = processor(None, method, line)
+            for hook in _STATE.hooks:
+                line = hook(None, method, line)
+            line = finish_line(None, method, record.levelno, line, _STATE.processors, _STATE.keep)
             _STATE.output.write(line, record.levelno)
         except structlog.DropEvent:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -79,9 +80,10 @@ class Runtime:
         self.alerts, self.dispatcher = _alerting(settings, self.engine, self.errors)
         self.metrics_mirror = _metrics_mirror(self.registry)
         self.readiness.register("exports", _exports_problem, informational=True)
+        self.log_keeper = _log_keeper(settings, self.engine, self.registry)
         hooks = [tracing.add_trace_ids, self.errors.breadcrumb_processor, self.errors.log_processor]
         self.otlp_logs = _otlp_logs(settings, self.service)
-        configure_logging(settings, hooks=hooks, service=self.service,
+        configure_logging(settings, hooks=hooks, service=self.service, keep=self.log_keeper,
                           sinks=[self.otlp_logs] if self.otlp_logs is not None else [])
         for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
             _log.warning("a metric made before instrument() has the name of one of kansoku's own: not served",
@@ -151,6 +153,9 @@ class Runtime:
         if self.otlp_logs is not None:
             with _safety.suppress_internal_errors("close.otlp-logs"):
                 self.otlp_logs.flush(int(timeout * 1000))
+        if self.log_keeper is not None:
+            with _safety.suppress_internal_errors("close.log-store"):
+                self.log_keeper.flush()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Flush, then release what this runtime installed process-wide (hooks, instrumentors)."""
@@ -158,6 +163,11 @@ class Runtime:
         from kansoku.metrics import use_defaults
 
         self.close(timeout)
+        if self.log_keeper is not None:
+            from kansoku.logs import stop_keeping
+
+            stop_keeping(self.log_keeper)
+            self.log_keeper.close()
         if self._uninstall_hooks is not None:
             self._uninstall_hooks()
             self._uninstall_hooks = None
@@ -266,6 +276,18 @@ def _configure_jobs(runtime: Runtime) -> None:
     jobs.configure(tracer=tracer if tracer is not None and tracer.enabled else None,
                    capture=runtime.capture_exception, level=runtime.settings.trace_level,
                    redactor=runtime.errors.redactor, registry=runtime.registry)
+
+
+def _log_keeper(settings: Settings, engine: Any, registry: CollectorRegistry) -> Any:
+    """The log store's keeper (with its counters on /metrics), or None: no store, or not wanted."""
+    if engine is None or not settings.store_logs:
+        return None
+    from kansoku.logs import LogStoreCollector, keeper_for
+    from kansoku.store.logs import write_logs
+
+    keeper = keeper_for(settings, functools.partial(write_logs, engine))
+    registry.register(LogStoreCollector(keeper))
+    return keeper
 
 
 def _alerting(settings: Settings, engine: Any, errors: Any) -> tuple[Any, Any]:

@@ -16,10 +16,12 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
 __all__ = [
     "alert_state",
@@ -29,6 +31,7 @@ __all__ = [
     "error_events",
     "error_group_users",
     "error_groups",
+    "logs",
     "metadata",
     "monitor_checkins",
     "monitors",
@@ -166,6 +169,31 @@ project_keys = Table(  # a project's keys: the DSN's public key, the OTLP bearer
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),  # set by rotate-key: the key is refused (401) from then on
     Index("ix_kansoku_project_keys_project_id", "project_id"),
+)
+
+# --- logs -----------------------------------------------------------------------------------------
+
+logs = Table(  # one row per stored log line; see store/logs.py for the search index of each backend
+    "kansoku_logs",
+    metadata,
+    # INTEGER PRIMARY KEY on SQLite: the rowid itself, which the FTS5 index refers to
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("timestamp", Float, nullable=False),
+    Column("level", SmallInteger, nullable=False),  # 5 trace, 10 debug, 20 info ... 50 critical
+    Column("logger", String(256), nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),  # the event (redacted)
+    Column("service", String(128), nullable=False, default=""),
+    Column("environment", String(64), nullable=False, default=""),
+    Column("version", String(128)),
+    Column("request_id", String(128)),
+    Column("trace_id", String(32)),
+    Column("span_id", String(16)),
+    Column("attributes", JSON().with_variant(JSONB(), "postgresql"), nullable=False),  # every other field
+    # The field tokens (store/logs.py); on PostgreSQL a tsvector of them and the message's words,
+    # under a GIN index; on SQLite text, with FTS5 over blocks of rows (both made by the migration).
+    Column("search", Text().with_variant(TSVECTOR(), "postgresql"), nullable=False, default=""),
+    Index("ix_kansoku_logs_timestamp", "timestamp"),
+    Index("ix_kansoku_logs_level_id", "level", "id"),
 )
 
 # --- request statistics (dashboard overview without Prometheus) ------------------------------------

@@ -45,6 +45,9 @@ def enforce_retention(
     now = time.time() if now is None else now
     cutoff = now - days * 86_400.0
     events = _delete_chunked(engine, error_events, _E.id, _E.timestamp < cutoff)
+    from kansoku.store.logs import prune_logs
+
+    log_lines = prune_logs(engine, cutoff)
     with engine.connect() as conn:
         crowded = conn.execute(select(_E.group_id).group_by(_E.group_id)
                                .having(func.count() > max_events_per_group)).scalars().all()
@@ -61,4 +64,4 @@ def enforce_retention(
         conn.execute(delete(error_buckets).where(_B.group_id.in_(stale_ids)))
         conn.execute(delete(error_events).where(_E.group_id.in_(stale_ids)))
         groups = int(conn.execute(delete(error_groups).where(stale)).rowcount or 0)
-    return {"events": events, "trimmed": trimmed, "buckets": buckets, "groups": groups}
+    return {"events": events, "trimmed": trimmed, "buckets": buckets, "groups": groups, "logs": log_lines}
