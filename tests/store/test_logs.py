@@ -75,7 +75,7 @@ def test_the_search_index_finds_a_field_value(store: Store) -> None:
             assert len(blocks) == 1 and blocks[0][1] - blocks[0][0] < BLOCK_ROWS
             found = conn.execute(text("SELECT message FROM kansoku_logs WHERE id BETWEEN :a AND :b "
                                       "AND instr(search, :t) > 0"), {"a": blocks[0][0], "b": blocks[0][1],
-                                                                     "t": token}).scalars().all()
+                                                                     "t": f" {token} "}).scalars().all()
     assert found == ["order 150 created"]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypedDict
 
@@ -34,7 +35,7 @@ from sqlalchemy import Engine, delete, func, select, text
 from kansoku.store import _json_dumps, write_transaction
 from kansoku.store.tables import logs
 
-__all__ = ["BLOCK_ROWS", "FTS_TABLE", "LEVEL_NUMBERS", "LogRecord", "Tokens", "field_token", "level_number",
+__all__ = ["BLOCK_ROWS", "FTS_TABLE", "LEVEL_NUMBERS", "WORD", "LogRecord", "Tokens", "field_token", "level_number",
            "log_row", "prune_logs", "scalar_text", "token_texts", "write_logs"]
 
 LEVEL_NUMBERS: Final = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40,
@@ -46,6 +47,7 @@ MAX_LIST_ITEMS: Final = 16
 _LIMITS: Final = {"logger": 256, "service": 128, "environment": 64, "version": 128, "request_id": 128,
                   "trace_id": 32, "span_id": 16}
 BLOCK_ROWS: Final = 64
+WORD: Final = re.compile(r"[^\W_]+")  # a word as SQLite's unicode61 tokenizer cuts them: letters and digits
 FTS_TABLE: Final = "kansoku_logs_fts"  # SQLite only
 
 
@@ -171,7 +173,8 @@ class Tokens:
                     cache.clear()
                 token = cache[pair] = field_token(*pair)
             out.append(token)
-        return " ".join(dict.fromkeys(out))
+        # Spaces at both ends: `instr(search, " token ")` then finds whole tokens only.
+        return " " + " ".join(dict.fromkeys(out)) + " " if out else ""
 
 
 _TOKENS = Tokens()
@@ -243,10 +246,11 @@ def _insert_sqlite(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
 _PG_INSERT: Final = text(
     f"INSERT INTO {logs.name} ({', '.join(_COLUMNS)}) "  # noqa: S608 - own names, bound values
     "SELECT t, l, g, m, s, e, v, r, tr, sp, CAST(a AS JSONB), "
-    "to_tsvector('simple', m) || CAST(k AS TSVECTOR) "
+    "to_tsvector('simple', w) || CAST(k AS TSVECTOR) "
     "FROM unnest(CAST(:t AS FLOAT8[]), CAST(:l AS SMALLINT[]), CAST(:g AS TEXT[]), CAST(:m AS TEXT[]), "
     "CAST(:s AS TEXT[]), CAST(:e AS TEXT[]), CAST(:v AS TEXT[]), CAST(:r AS TEXT[]), CAST(:tr AS TEXT[]), "
-    "CAST(:sp AS TEXT[]), CAST(:a AS TEXT[]), CAST(:k AS TEXT[])) AS u(t, l, g, m, s, e, v, r, tr, sp, a, k)"
+    "CAST(:sp AS TEXT[]), CAST(:a AS TEXT[]), CAST(:k AS TEXT[]), CAST(:w AS TEXT[])) "
+    "AS u(t, l, g, m, s, e, v, r, tr, sp, a, k, w)"
 )
 
 
@@ -264,6 +268,8 @@ def _insert_postgres(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
         "tr": [clean(r["trace_id"]) for r in rows], "sp": [clean(r["span_id"]) for r in rows],
         "a": [_json_dumps(r["attributes"]).replace("\\u0000", "\\ufffd") for r in rows],  # jsonb refuses NUL
         "k": [r["search"] for r in rows],
+        # The message's words cut as on SQLite (PostgreSQL's parser would read "order-5" as "order", "-5").
+        "w": [" ".join(WORD.findall(r["message"])) for r in rows],
     })
 
 
