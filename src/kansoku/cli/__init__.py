@@ -18,6 +18,7 @@ from kansoku.cli._common import EXIT_CODES_HELP
 from kansoku.cli._errors import errors, stats
 from kansoku.cli._monitors import monitors
 from kansoku.cli._projects import projects
+from kansoku.cli._search import logs, traces
 from kansoku.cli._serve import dashboard, demo, run, worker
 from kansoku.cli._server import server
 
@@ -50,7 +51,8 @@ def cli(config_file: str | None) -> None:
         os.environ["KANSOKU_CONFIG"] = config_file
 
 
-for command in (demo, run, errors, stats, alerts, monitors, db, config, worker, dashboard, projects, server):
+for command in (demo, run, errors, stats, logs, traces, alerts, monitors, db, config, worker, dashboard, projects,
+                server):
     cli.add_command(command)
 
 

@@ -14,6 +14,7 @@ store is slower than the logging), `error` (the store failed; the lines still we
 
 from __future__ import annotations
 
+import atexit
 import collections
 import datetime
 import os
@@ -141,6 +142,9 @@ class LogKeeper:
         with self._lock:
             if self._running:
                 return
+            if self._pid == -1:  # the first start: what is still queued at exit is written then
+                ref = weakref.ref(self)
+                atexit.register(lambda: _flush(ref))
             self._pid = os.getpid()
             threading.Thread(target=self._run, name="kansoku-log-store", daemon=True).start()
             self._running = True
@@ -177,6 +181,12 @@ class LogKeeper:
         self._lock = threading.Lock()
         self._pending.clear()
         self._running = False
+
+
+def _flush(ref: weakref.ReferenceType[LogKeeper]) -> None:
+    keeper = ref()
+    if keeper is not None and keeper._pid != -1:
+        keeper.flush()
 
 
 def _forked(ref: weakref.ReferenceType[LogKeeper]) -> None:

@@ -82,6 +82,7 @@ def api_routes(runtime: Any, engine: Engine | None, clock: Clock) -> list[BaseRo
         routes += _optional_routes("kansoku.web.api_alerts", "routes", engine, alerts)
         routes += _optional_routes("kansoku.web.api_monitors", "routes", engine, runtime.settings,
                                    monitor_specs(runtime.settings), clock=clock)
+        routes += _optional_routes("kansoku.web.api_search", "routes", engine)
         secret = slack_signing_secret(runtime.settings, alerts)
         if secret:
             resolve = slack_resolver(engine, alerts, clock)
