@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     access_log_exclude: tuple[str, ...] = Field(
         ("/metrics", "/health", "/ready"), description="Paths with no access-log line."
     )
+    observe_exclude: tuple[str, ...] = Field(
+        ("/metrics", "/health", "/ready", "{route_prefix}", "{route_prefix}/*"),
+        description="Paths kept out of traces, RED metrics and stored logs (exact, or prefixes ending in *; "
+        "{route_prefix} is the dashboard's): by default kansoku's own routes; [] observes everything.",
+    )
     latency_buckets: tuple[float, ...] = Field(DEFAULT_BUCKETS, description="Request duration buckets (s).")
     metrics_token: SecretStr | None = Field(None, description="Bearer token required on /metrics.")
     metrics_allow: tuple[str, ...] = Field((), description="Networks allowed to scrape /metrics; empty: all.")

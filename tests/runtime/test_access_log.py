@@ -79,6 +79,15 @@ async def test_probes_are_not_app_traffic(fastapi_client: Any, runtime: Any) -> 
         assert runtime.value("http_requests_total", method="GET", route=route, status="200") is None
 
 
+async def test_own_routes_observed_when_asked(make_runtime: Any, client_for: Any, logged: list[Any]) -> None:
+    """observe_exclude names the paths left out of the RED metrics: an app path pattern keeps it out."""
+    runtime = make_runtime(observe_exclude=("/static/*",))
+    async with client_for(KansokuMiddleware(bare_app, runtime=runtime)) as client:
+        for path in ("/static/app.css", "/static/img/x.png", "/api"):
+            await client.get(path)
+    assert runtime.value("http_requests_total", method="GET", route="<unmatched>", status="200") == 1.0
+
+
 async def test_excluded_prefixes(make_runtime: Any, client_for: Any, logged: list[Any]) -> None:
     """An exclusion ending in `*` excludes every path under it."""
     runtime = make_runtime(access_log_exclude=("/static/*", "/ping"))

@@ -101,7 +101,7 @@ def logs_search(query: str, since: str | None, limit: int, before: int | None, a
               help="Seconds between polls.")
 @click.option("--lines", "backlog", default=10, show_default=True, type=click.IntRange(0, 1000),
               help="Recent lines to show first.")
-@click.option("--polls", type=click.IntRange(1), hidden=True, help="Stop after this many polls (scripts, tests).")
+@click.option("--polls", type=click.IntRange(1), help="Stop after this many polls (scripts).")
 @DB_URL
 def logs_tail(query: str, interval: float, backlog: int, polls: int | None, database_url: str | None) -> None:
     """Follow stored log lines matching QUERY as they arrive (Ctrl-C stops).
@@ -184,8 +184,9 @@ def traces_show(trace_id: str, as_json: bool, database_url: str | None) -> None:
     """Show one trace: its spans as a text waterfall, then its log lines.
 
     \b
-    Example:
+    Examples:
       kansoku traces show 4bf92f3577b34da6a3ce929d0e0e4736
+      kansoku traces show 4bf92f3577b34da6a3ce929d0e0e4736 --json | jq '.logs[].message'
     """
     from kansoku.store.search import search_logs
     from kansoku.store.trace_search import get_trace

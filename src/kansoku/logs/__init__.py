@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from kansoku._delegate import Finish, around
 from kansoku.logs._files import FileSinks
-from kansoku.logs._keep import LogKeeper, LogStoreCollector, record_of
+from kansoku.logs._keep import UNSTORED, LogKeeper, LogStoreCollector, record_of
 from kansoku.logs._logger import (
     _STATE,
     CATEGORIES,
@@ -43,6 +43,7 @@ __all__ = [
     "CATEGORIES",
     "LEVELS",
     "TRACE",
+    "UNSTORED",
     "ExceptionFormatter",
     "KansokuLogger",
     "LogKeeper",

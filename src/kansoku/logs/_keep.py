@@ -8,8 +8,10 @@ and up are always kept). A kept line is a dict copy appended to a bounded deque:
 no allocation past the copy. Every `interval` seconds the writer thread turns what piled up into
 `LogRecord`s and hands them to `write` (`store.logs.write_logs`) in batches.
 
-Lines not kept are counted by reason: `budget` (over the rate), `queue` (the deque was full: the
-store is slower than the logging), `error` (the store failed; the lines still went to stdout).
+Lines of a request kept out of observation (`observe_exclude`: kansoku's own routes by default)
+are not stored: the middleware sets `UNSTORED` for it. Lines not kept otherwise are counted by
+reason: `budget` (over the rate), `queue` (the deque was full: the store is slower than the
+logging), `error` (the store failed; the lines still went to stdout).
 """
 
 from __future__ import annotations
@@ -22,16 +24,23 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, Final
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from kansoku._safety import report_internal_error
 
-__all__ = ["LogKeeper", "LogStoreCollector", "record_of"]
+__all__ = ["UNSTORED", "LogKeeper", "LogStoreCollector", "record_of"]
+
+UNSTORED: ContextVar[bool] = ContextVar("kansoku_unstored", default=False)
+"""True inside a request kept out of the store (`observe_exclude`: kansoku's own routes)."""
 
 _COLUMNS: Final = ("logger", "service", "environment", "version", "request_id", "trace_id", "span_id")
 WARNING: Final = 30
+
+
+_unstored = UNSTORED.get
 
 
 def _epoch(stamp: Any) -> float:
@@ -118,6 +127,8 @@ class LogKeeper:
 
     def __call__(self, level: int, event_dict: Mapping[str, Any]) -> None:
         """A finished line (redacted): keep it or count why not. Never blocks, never raises."""
+        if _unstored():
+            return
         if level < (self.store_level(event_dict.get("logger")) if self._logger_levels else self.level):
             return
         if level < WARNING and self._interval_s:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from kansoku._safety import suppress_internal_errors
 from kansoku.exceptions import ServerErrorResponse
-from kansoku.logs import get_logger
+from kansoku.logs import UNSTORED, get_logger
 from kansoku.metrics._http import UNMATCHED
 from kansoku.runtime.endpoints import Network, in_networks, parse_networks
 from kansoku.typing import IdFactory, RequestInfo
@@ -77,8 +77,8 @@ def set_route(template: str) -> None:
 class Exchange:
     """One request as both middlewares record it; subclasses add the protocol's own parts."""
 
-    __slots__ = ("error", "event_id", "handle", "method", "path", "recorder", "request_size", "response_size",
-                 "route", "started_at", "status", "user_agent")
+    __slots__ = ("error", "event_id", "handle", "method", "observed", "path", "recorder", "request_size",
+                 "response_size", "route", "started_at", "status", "user_agent")
 
     def __init__(self, recorder: Recorder, method: str, path: str) -> None:
         self.recorder, self.method, self.path = recorder, method, path
@@ -89,6 +89,7 @@ class Exchange:
         self.handle: Any = None
         self.error: BaseException | None = None  # the app's unhandled exception, or a captured one
         self.event_id: str | None = None  # the error event of this request, when one was made
+        self.observed = True  # False: kept out of traces, RED metrics and stored logs (observe_exclude)
 
     def live_route(self) -> str:
         """The route template as far as known now (requests in progress, error events)."""
@@ -140,12 +141,19 @@ class Recorder:
         excluded = config.access_log_exclude
         self.quiet = frozenset(p for p in excluded if p[-1:] != "*") if config.access_log else None
         self.quiet_prefixes = tuple(p[:-1] for p in excluded if p[-1:] == "*")
+        unobserved = [p.replace("{route_prefix}", config.route_prefix) for p in config.observe_exclude]
+        self.unobserved = frozenset(p for p in unobserved if p[-1:] != "*")
+        self.unobserved_prefixes = tuple(p[:-1] for p in unobserved if p[-1:] == "*")
         self.capture_5xx = config.capture_5xx_responses
         self.access, self.log = get_logger("kansoku.access"), get_logger("kansoku.middleware")
         self.metrics, self.in_progress = runtime.http_metrics, runtime.http_metrics.in_progress
         # The per-minute statistics, unless the metrics count them already (the runtime wires that).
         stats = runtime.request_stats
         self.stats = None if stats is None or getattr(self.metrics, "stats", None) is stats else stats
+
+    def observed(self, path: str) -> bool:
+        """Whether requests to `path` go into traces, RED metrics and stored logs (observe_exclude)."""
+        return path not in self.unobserved and not path.startswith(self.unobserved_prefixes)
 
     def request_id(self, wanted: str | None) -> str:
         """The incoming id when valid, else a new one."""
@@ -175,7 +183,8 @@ class Recorder:
             status = exchange.status or 500  # the server answers 500 when an app sends nothing
             handle = exchange.handle
             trace_id = None if handle is None else handle.trace_id
-            if not own or route not in PROBES:  # a scraper's or orchestrator's poll is not app traffic
+            # a scraper's or orchestrator's poll is not app traffic, nor a path left out (observe_exclude)
+            if exchange.observed and (not own or route not in PROBES):
                 self.metrics.observe(exchange.method, route, status, duration, exchange.request_size,
                                      exchange.response_size, trace_id)
                 if self.stats is not None:
@@ -195,7 +204,10 @@ class Recorder:
                 if handle is not None:
                     fields["trace_id"], fields["span_id"] = trace_id, handle.span_id
                 # Not a breadcrumb nor an error, and its ids are in: the log hooks have nothing to do.
+                unstored = None if exchange.observed else UNSTORED.set(True)  # WSGI bodies end outside
                 self.access.fields("info", "request", fields, scan=_FROM_CLIENT, hooks=False)
+                if unstored is not None:
+                    UNSTORED.reset(unstored)
             if handle is not None:
                 error = exchange.error if status >= 500 or exchange.event_id is None else None
                 if isinstance(error, ServerErrorResponse):

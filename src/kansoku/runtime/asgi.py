@@ -18,6 +18,7 @@ from typing import Any, Final, Protocol
 
 from kansoku._safety import report_internal_error
 from kansoku.context import _CONTEXT  # one set/reset per request is much cheaper than context()
+from kansoku.logs import UNSTORED
 from kansoku.metrics._http import route_template
 from kansoku.runtime._exchange import (
     CURRENT,
@@ -126,6 +127,9 @@ class KansokuMiddleware:
         app = self._choose(request)
         self._in_progress.track(request)
         tracer = recorder.tracer
+        unstored = None
+        if not request.observed:  # kansoku's own routes (observe_exclude): no span, metrics, stored logs
+            tracer, unstored = None, UNSTORED.set(True)
         if tracer is not None:
             # A FastAPI app mounted below would open a second server span and three operation
             # spans under kansoku's: this mark is how FastAPI tells its nested apps that an outer
@@ -155,6 +159,8 @@ class KansokuMiddleware:
             finally:
                 CURRENT.reset(current)
                 _CONTEXT.reset(token)
+                if unstored is not None:
+                    UNSTORED.reset(unstored)
 
     async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Lifespan starts and stops kansoku; websockets and requests already observed pass through."""
@@ -170,6 +176,7 @@ class KansokuMiddleware:
         path = scope["path"]
         if root_path and path.startswith(root_path):
             path = path[len(root_path):]
+        request.observed = self._recorder.observed(path)
         if scope["method"] in ("GET", "HEAD") and path in self._own:
             request.route = path
             return self._own[path]

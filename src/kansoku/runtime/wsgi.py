@@ -36,6 +36,7 @@ from typing import Any, Final
 import orjson
 
 from kansoku.context import _CONTEXT
+from kansoku.logs import UNSTORED
 from kansoku.metrics._http import UNMATCHED
 from kansoku.runtime._exchange import (
     CURRENT,
@@ -120,7 +121,8 @@ class KansokuWSGIMiddleware:
         token, current = _CONTEXT.set(context), CURRENT.set(exchange)
         app = self._choose(exchange, environ, background)
         self._in_progress.track(exchange)
-        tracer = recorder.tracer
+        tracer = recorder.tracer if exchange.observed else None  # observe_exclude: no span, metrics, logs
+        unstored = None if exchange.observed else UNSTORED.set(True)
         if tracer is not None:
             exchange.handle = _call_safely("middleware.trace-start", tracer.start_wsgi, environ)
         try:
@@ -136,6 +138,8 @@ class KansokuWSGIMiddleware:
                 tracer.leave(exchange.handle)
             CURRENT.reset(current)
             _CONTEXT.reset(token)
+            if unstored is not None:
+                UNSTORED.reset(unstored)
         return exchange.body(body, app is not self.app)
 
     def client(self, environ: Environ) -> str:
@@ -154,6 +158,7 @@ class KansokuWSGIMiddleware:
     def _choose(self, exchange: _WSGIExchange, environ: Environ, background: _Background) -> WSGIApp:
         """The app for this path: kansoku's endpoints, its web app under the prefix, or the app."""
         path = exchange.path
+        exchange.observed = self._recorder.observed(path)
         if exchange.method in ("GET", "HEAD") and path in self._own:
             exchange.route = path
             app: WSGIApp = getattr(self, self._own[path])
