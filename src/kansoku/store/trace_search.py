@@ -24,7 +24,8 @@ from kansoku.store.logs import scalar_text
 from kansoku.store.query_syntax import FieldTerm, Query, QuerySyntaxError, TextTerm, parse, parse_duration_ms
 from kansoku.store.tables import spans
 
-__all__ = ["MAX_LIMIT", "TraceSearch", "compile_traces", "get_trace", "search_traces", "trace_row"]
+__all__ = ["MAX_LIMIT", "TraceSearch", "compile_traces", "get_trace", "search_traces", "trace_row",
+           "traces_of_group"]
 
 MAX_LIMIT: Final = 500
 _S = spans.c
@@ -164,3 +165,23 @@ def get_trace(engine: Engine, trace_id: str, *, limit: int = 2000) -> list[dict[
                  .order_by(_S.start_time, _S.span_id).limit(limit))
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(statement)]
+
+
+def traces_of_group(engine: Engine, group_id: int, *, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest traces with an event of error group `group_id`: trace id, event time, and the root
+    span's name and duration when the trace's spans are stored (None otherwise)."""
+    from kansoku.store.tables import error_events
+
+    e = error_events.c
+    newest = func.max(e.timestamp).label("timestamp")
+    events = (select(e.trace_id, newest).where(e.group_id == group_id, e.trace_id.is_not(None))
+              .group_by(e.trace_id).order_by(newest.desc()).limit(limit))
+    with engine.connect() as conn:
+        found = [(row.trace_id, row.timestamp) for row in conn.execute(events)]
+        roots = {row.trace_id: row for row in conn.execute(
+            select(_S.trace_id, _S.name, _S.duration_ms, _S.status)
+            .where(_S.trace_id.in_([trace_id for trace_id, _ in found]), _S.is_root == true()))} if found else {}
+    return [{"trace_id": trace_id, "timestamp": timestamp,
+             "name": roots[trace_id].name if trace_id in roots else None,
+             "duration_ms": roots[trace_id].duration_ms if trace_id in roots else None}
+            for trace_id, timestamp in found]

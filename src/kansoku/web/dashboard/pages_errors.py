@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kansoku.store import queries as q
+from kansoku.store.trace_search import traces_of_group
 from kansoku.web.dashboard import commands
 from kansoku.web.dashboard.charts import bar_chart
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store, redirect
@@ -88,6 +89,7 @@ def _detail_data(ctx: DashboardContext, ident: str, event_id: str | None) -> dic
                                   title="Occurrences per hour, last 24 hours"),
         "daily_chart": bar_chart(daily, hour_labels(first_day, 30 * 24, "%d %b")[::24],
                                  title="Occurrences per day, last 30 days"),
+        "traces": traces_of_group(engine, group_id),
     }
 
 

@@ -9,6 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kansoku.store import queries as q
+from kansoku.store.query_syntax import QuerySyntaxError
+from kansoku.store.search import search_logs
+from kansoku.store.trace_search import search_traces
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, no_store, redirect
 from kansoku.web.dashboard.present import format_value, waterfall
 
@@ -17,22 +20,30 @@ __all__ = ["ROUTES"]
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _list_data(ctx: DashboardContext) -> dict[str, Any]:
+def _list_data(ctx: DashboardContext, query: str) -> dict[str, Any]:
     engine = ctx.engine
     assert engine is not None
-    return {"recent": q.recent_roots(engine), "slowest": q.slowest_roots(engine, ctx.clock() - 86400)}
+    if query:
+        return {"found": search_traces(engine, query, limit=100)["traces"], "recent": [], "slowest": []}
+    return {"found": None, "recent": q.recent_roots(engine), "slowest": q.slowest_roots(engine, ctx.clock() - 86400)}
 
 
 async def traces_list(ctx: DashboardContext, request: Request) -> Response:
-    """GET /traces: recent and slowest traces; `?trace_id=` jumps to one."""
+    """GET /traces: recent and slowest traces, or those matching `?q=` (the query syntax); `?trace_id=`
+    jumps to one."""
     missing = no_store(ctx, request)
     if missing is not None:
         return missing
     wanted = request.query_params.get("trace_id", "").strip().lower()
     if _TRACE_ID.match(wanted):
         return redirect(request, f"/traces/{wanted}")
-    data = await ctx.read(_list_data, ctx)
-    return ctx.page(request, "traces.html", page_name="traces", title="Traces",
+    query = request.query_params.get("q", "")[:2000].strip()
+    try:
+        data = await ctx.read(_list_data, ctx, query)
+    except QuerySyntaxError as exc:
+        return ctx.page(request, "traces.html", status_code=400, page_name="traces", title="Traces", query=query,
+                        error=exc, bad_id=False, found=None, recent=[], slowest=[])
+    return ctx.page(request, "traces.html", page_name="traces", title="Traces", query=query, error=None,
                     bad_id=bool(wanted), **data)
 
 
@@ -40,7 +51,8 @@ def _trace_data(ctx: DashboardContext, trace_id: str) -> dict[str, Any]:
     engine = ctx.engine
     assert engine is not None
     spans = q.trace_spans(engine, trace_id)
-    return {"spans": spans, "errors": q.trace_errors(engine, trace_id)}
+    lines = search_logs(engine, f"trace_id={trace_id}", limit=500)["lines"][::-1]
+    return {"spans": spans, "errors": q.trace_errors(engine, trace_id), "lines": lines}
 
 
 async def trace_detail(ctx: DashboardContext, request: Request) -> Response:
@@ -53,7 +65,7 @@ async def trace_detail(ctx: DashboardContext, request: Request) -> Response:
         return ctx.page(request, "message.html", status_code=404, page_name="traces", title="Not found",
                         message="A trace id is 32 hexadecimal digits.")
     data = await ctx.read(_trace_data, ctx, trace_id)
-    if not data["spans"] and not data["errors"]:
+    if not data["spans"] and not data["errors"] and not data["lines"]:
         return ctx.page(request, "message.html", status_code=404, page_name="traces", title="Not found",
                         message="No spans or errors are stored for this trace. Spans go to the local store "
                                 "only when no OTLP endpoint is configured.")
@@ -61,7 +73,7 @@ async def trace_detail(ctx: DashboardContext, request: Request) -> Response:
     start = min((float(s["start_time"]) for s in data["spans"]), default=0.0)
     end = max((float(s["end_time"]) for s in data["spans"]), default=start)
     return ctx.page(request, "trace.html", page_name="traces", title=f"Trace {trace_id[:8]}…",
-                    trace_id=trace_id, rows=rows, errors=data["errors"], start=start,
+                    trace_id=trace_id, rows=rows, errors=data["errors"], lines=data["lines"], start=start,
                     total_ms=(end - start) * 1000, format_value=format_value)
 
 

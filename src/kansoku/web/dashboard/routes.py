@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kansoku.store import queries as q
-from kansoku.web.dashboard import pages_alerts, pages_errors, pages_monitors, pages_services, pages_traces
+from kansoku.web.dashboard import pages_alerts, pages_errors, pages_logs, pages_monitors, pages_services, pages_traces
 from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store
 from kansoku.web.dashboard.present import mask_settings
@@ -154,6 +154,7 @@ def dashboard_routes(ctx: DashboardContext) -> list[BaseRoute]:
         ("/performance", performance, ["GET"]),
         ("/settings", settings_page, ["GET"]),
         *pages_errors.ROUTES,
+        *pages_logs.ROUTES,
         *pages_traces.ROUTES,
         *pages_services.ROUTES,
         *pages_alerts.ROUTES,

@@ -22,6 +22,48 @@
     }
   });
 
+  // Live tail of the logs page: poll the API for lines newer than the newest shown (within the CSP:
+  // same-origin fetch, text set as textContent, never HTML).
+  var live = document.querySelector("[data-live-tail]");
+  if (live) {
+    live.closest("p").hidden = false;
+    var list = document.getElementById("log-lines");
+    var after = Number(live.getAttribute("data-after")) || 0;
+    var timer = null;
+    var add = function (line) {
+      var item = document.createElement("li");
+      item.className = "log-line lvl-" + line.level + " fresh";
+      var parts = [["time", line.time.slice(11, 23)], ["span", line.level], ["span", line.service],
+                   ["span", line.logger], ["span", line.message]];
+      var classes = ["", "badge lvl-" + line.level, "log-service", "log-logger", "log-message"];
+      var summary = document.createElement("div");
+      summary.className = "log-summary";
+      parts.forEach(function (part, i) {
+        var el = document.createElement(part[0]);
+        el.textContent = part[1];
+        if (classes[i]) { el.className = classes[i]; }
+        summary.appendChild(el);
+        summary.appendChild(document.createTextNode(" "));
+      });
+      item.appendChild(summary);
+      list.insertBefore(item, list.firstChild);
+    };
+    var poll = function () {
+      var url = live.getAttribute("data-live-tail") + "?limit=200&after=" + after +
+                "&q=" + encodeURIComponent(live.getAttribute("data-query") || "");
+      fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+        .then(function (response) { return response.ok ? response.json() : {lines: []}; })
+        .then(function (page) {
+          page.lines.slice().reverse().forEach(add);
+          if (page.lines.length) { after = page.lines[0].id; }
+        })
+        .catch(function () {});
+    };
+    live.addEventListener("change", function () {
+      if (live.checked) { poll(); timer = setInterval(poll, 2000); } else { clearInterval(timer); }
+    });
+  }
+
   // "/" focuses the search field, as on most dashboards (not while typing elsewhere).
   var search = document.querySelector("[data-shortcut='/']");
   if (search) {
