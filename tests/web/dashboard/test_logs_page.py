@@ -16,7 +16,6 @@ from starlette.routing import Route
 import kansoku
 from kansoku.testing import isolated_runtime
 
-
 TOKEN = "dashboard-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
