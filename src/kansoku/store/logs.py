@@ -155,24 +155,43 @@ def _flatten(key: str, value: Any, depth: int, out: list[tuple[str, str]]) -> No
 
 
 class Tokens:
-    """`search` text of records: the field tokens, with a bounded cache for the repeated ones
-    (service, logger, category, environment...)."""
+    """`search` text of records: the field tokens, with a bounded cache per key for the values that
+    repeat (service, logger, category, status...)."""
 
-    def __init__(self, cache_size: int = 8192) -> None:
-        self._cache: dict[tuple[str, str], str] = {}
+    def __init__(self, cache_size: int = 2048) -> None:
+        self._cache: dict[str, dict[str, str]] = {}
         self._size = cache_size
 
     def __call__(self, fields: Mapping[str, Any]) -> str:
-        """The space-separated tokens of `fields`."""
+        """The space-separated tokens of `fields`, with a space at both ends."""
         cache = self._cache
         out = []
-        for pair in token_texts(fields):
-            token = cache.get(pair)
-            if token is None:
+        for key, value in fields.items():
+            cls = value.__class__
+            if cls is str:  # the common cases inline: this runs for every field of every line
+                if len(value) > MAX_TOKEN_VALUE:
+                    continue
+                text = value
+            elif cls is int:
+                text = str(value)
+            else:
+                pairs: list[tuple[str, str]] = []
+                _flatten(str(key), value, 1, pairs)
+                out.extend(field_token(k, t) for k, t in pairs)
+                continue
+            known = cache.get(key)
+            if known is None:
                 if len(cache) >= self._size:
                     cache.clear()
-                token = cache[pair] = field_token(*pair)
+                known = cache[key] = {}
+            token = known.get(text)
+            if token is None:
+                if len(known) >= self._size:  # ids: every value new, the cache only costs
+                    known.clear()
+                token = known[text] = field_token(key, text)
             out.append(token)
+        if len(out) > MAX_TOKENS:
+            out = out[:MAX_TOKENS]
         # Spaces at both ends: `instr(search, " token ")` then finds whole tokens only.
         return " " + " ".join(dict.fromkeys(out)) + " " if out else ""
 
