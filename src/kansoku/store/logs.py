@@ -165,7 +165,7 @@ class Tokens:
     def __call__(self, fields: Mapping[str, Any]) -> str:
         """The space-separated tokens of `fields`, with a space at both ends."""
         cache = self._cache
-        out = []
+        out: list[str] = []
         for key, value in fields.items():
             cls = value.__class__
             if cls is str:  # the common cases inline: this runs for every field of every line
