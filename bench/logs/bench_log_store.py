@@ -3,6 +3,7 @@
     python bench/logs/bench_log_store.py writer  [--lines 200000] [--postgres URL]
     python bench/logs/bench_log_store.py request [--passes 3] [--rounds 10] [--requests 1000]
     python bench/logs/bench_log_store.py query   [--lines 1000000] [--db /tmp/kansoku-bench-logs.db]
+    python bench/logs/bench_log_store.py instructions   # request path under callgrind, store on vs off
 
 writer: the writer thread's whole work per line (event dict -> record -> row and tokens -> batched
 INSERT with the FTS5 blocks, or the PostgreSQL unnest INSERT with its tsvector), batches of 5,000,
@@ -15,6 +16,11 @@ bench/http: bare app, the plain-Python floor (bench/http/floor.py), the peer sta
 `peers`: OpenTelemetry + prometheus-fastapi-instrumentator + structlog access log +
 asgi-correlation-id + sentry-sdk), kansoku.instrument() with store_logs off, and with store_logs on
 and no budget (log_store_rate=0: every line kept, the worst case).
+
+instructions: the same configurations under `valgrind --tool=callgrind --separate-threads=yes`,
+200 and 1,200 requests each, the difference per request: the request path's instructions (the
+main thread) apart from the writer thread's (what storing costs, off the request path). Counts do
+not move with the machine's load as times do.
 
 query: a SQLite store of N lines (made once, kept at --db), then the server time (median of 7) of a
 selective field=value query, a free-text word in 1 % of lines, a phrase, and level>=warning.
@@ -150,6 +156,64 @@ def request(passes: int, rounds: int, requests: int) -> dict[str, Any]:
     return {"best_us": best, "median_us": {n: statistics.median(v) for n, v in medians.items()}, "stored": extra}
 
 
+def _count(name: str, count: int) -> None:
+    """Serve `count` requests of configuration `name` in process (after a warm-up of 100), then flush."""
+    from bench.http.bench_http import SCOPE
+
+    app = _build(name)
+
+    async def run() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            return None
+
+        for _ in range(100 + count):
+            scope = dict(SCOPE)
+            scope["headers"] = list(SCOPE["headers"])
+            await app(scope, receive, send)
+
+    asyncio.run(run())
+    import kansoku.runtime as runtime
+
+    current = runtime.current()
+    if current is not None:
+        current.close(30)
+
+
+def _callgrind(name: str, count: int) -> tuple[int, int]:
+    """(main thread, other threads) instructions of one process serving `count` requests."""
+    import re
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
+                        sys.executable, __file__, "--count", str(count), "--one", name], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        main, others = 0, 0
+        for path in sorted(Path(tmp).glob("callgrind.out*")):
+            match = re.search(r"^summary:\s+(\d+)", path.read_text(errors="replace"), re.MULTILINE)
+            found = int(match.group(1)) if match else 0
+            if path.name.endswith("-01"):
+                main += found
+            else:
+                others += found
+        return main, others
+
+
+def instructions(configs: list[str]) -> dict[str, tuple[float, float]]:
+    small, large = 200, 1200
+    out = {}
+    for name in configs:
+        low, high = _callgrind(name, small), _callgrind(name, large)
+        per = ((high[0] - low[0]) / (large - small), (high[1] - low[1]) / (large - small))
+        out[name] = per
+        print(f"  {name:20s} {per[0] / 1000:8.1f} k instructions/request on the request path, "
+              f"{per[1] / 1000:8.1f} k in other threads", file=sys.stderr, flush=True)
+    return out
+
+
 # --- queries ------------------------------------------------------------------------------------------
 
 
@@ -209,7 +273,8 @@ def query(lines: int, db: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=["writer", "request", "query"])
+    parser.add_argument("what", nargs="?", choices=["writer", "request", "query", "instructions"])
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--lines", type=int)
     parser.add_argument("--postgres", metavar="URL", help="also measure the writer on this PostgreSQL database")
     parser.add_argument("--passes", type=int, default=3)
@@ -221,7 +286,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the access lines cost what they cost in production
-        _one(args.one, args.rounds, args.requests, args.out)
+        if args.count:
+            _count(args.one, args.count)
+        else:
+            _one(args.one, args.rounds, args.requests, args.out)
         return
     if args.what == "writer":
         with tempfile.TemporaryDirectory() as tmp:
@@ -242,6 +310,15 @@ def main() -> None:
         on = result["best_us"]["kansoku-store-on"]
         medians = result["median_us"]["kansoku-store-on"] / result["median_us"]["kansoku-store-off"]
         print(f"store on / off: {on / off:.3f} (best rounds); {medians:.3f} (medians); stored: {result['stored']}")
+    elif args.what == "instructions":
+        counts = instructions(["bare", "floor", "kansoku-store-off", "kansoku-store-on"])
+        bare = counts["bare"][0]
+        print("| configuration | k instr./request (request path) | x bare | k instr./request (other threads) |")
+        print("|---|---:|---:|---:|")
+        for name, (main, other) in counts.items():
+            print(f"| {name} | {main / 1000:.1f} | {main / bare:.2f} | {other / 1000:.1f} |")
+        off, on = counts["kansoku-store-off"][0], counts["kansoku-store-on"][0]
+        print(f"store on / off on the request path: {on / off:.3f}")
     elif args.what == "query":
         query(args.lines or 1_000_000, args.db)
     else:

@@ -40,6 +40,12 @@ async def test_overview_shows_traffic_errors_and_notifications(client: httpx.Asy
     assert "critical_errors → pager" in html
 
 
+async def test_overview_links_latency_to_the_slow_traces(client: httpx.AsyncClient) -> None:
+    """The latency chart links to the traces slower than the range's p95 (the traces behind a spike)."""
+    html = (await client.get("/")).text
+    assert 'href="/kansoku/traces?q=duration%3E%3D250ms%20since%3A24h">traces slower than p95</a>' in html
+
+
 async def test_overview_range_changes_the_window(client: httpx.AsyncClient) -> None:
     """?range=1h draws per-minute points; an unknown range falls back to 24h."""
     one_hour = await client.get("/", params={"range": "1h"})
