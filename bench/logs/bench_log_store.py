@@ -18,7 +18,7 @@ asgi-correlation-id + sentry-sdk), kansoku.instrument() with store_logs off, and
 and no budget (log_store_rate=0: every line kept, the worst case).
 
 instructions: the same configurations under `valgrind --tool=callgrind --separate-threads=yes`,
-200 and 1,200 requests each, the difference per request: the request path's instructions (the
+100 and 600 requests each, the difference per request: the request path's instructions (the
 main thread) apart from the writer thread's (what storing costs, off the request path). Counts do
 not move with the machine's load as times do.
 
@@ -202,8 +202,7 @@ def _callgrind(name: str, count: int) -> tuple[int, int]:
         return main, others
 
 
-def instructions(configs: list[str]) -> dict[str, tuple[float, float]]:
-    small, large = 200, 1200
+def instructions(configs: list[str], small: int = 100, large: int = 600) -> dict[str, tuple[float, float]]:
     out = {}
     for name in configs:
         low, high = _callgrind(name, small), _callgrind(name, large)
@@ -275,6 +274,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", choices=["writer", "request", "query", "instructions"])
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--configs", default="bare,kansoku-store-off,kansoku-store-on",
+                        help="instructions: the configurations to count (comma-separated)")
     parser.add_argument("--lines", type=int)
     parser.add_argument("--postgres", metavar="URL", help="also measure the writer on this PostgreSQL database")
     parser.add_argument("--passes", type=int, default=3)
@@ -311,8 +312,8 @@ def main() -> None:
         medians = result["median_us"]["kansoku-store-on"] / result["median_us"]["kansoku-store-off"]
         print(f"store on / off: {on / off:.3f} (best rounds); {medians:.3f} (medians); stored: {result['stored']}")
     elif args.what == "instructions":
-        counts = instructions(["bare", "floor", "kansoku-store-off", "kansoku-store-on"])
-        bare = counts["bare"][0]
+        counts = instructions(args.configs.split(","))
+        bare = counts.get("bare", (1.0, 0.0))[0]
         print("| configuration | k instr./request (request path) | x bare | k instr./request (other threads) |")
         print("|---|---:|---:|---:|")
         for name, (main, other) in counts.items():

@@ -35,8 +35,8 @@ from sqlalchemy import Engine, delete, func, select, text
 from kansoku.store import _json_dumps, write_transaction
 from kansoku.store.tables import logs
 
-__all__ = ["BLOCK_ROWS", "FTS_TABLE", "LEVEL_NUMBERS", "WORD", "LogRecord", "Tokens", "field_token", "level_number",
-           "log_row", "prune_logs", "scalar_text", "token_texts", "write_logs"]
+__all__ = ["BLOCK_ROWS", "FTS_DDL", "FTS_TABLE", "LEVEL_NUMBERS", "WORD", "LogRecord", "Tokens", "field_token",
+           "level_number", "log_row", "prune_logs", "scalar_text", "token_texts", "write_logs"]
 
 LEVEL_NUMBERS: Final = {"trace": 5, "debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40,
                         "exception": 40, "critical": 50, "fatal": 50}
@@ -49,6 +49,9 @@ _LIMITS: Final = {"logger": 256, "service": 128, "environment": 64, "version": 1
 BLOCK_ROWS: Final = 64
 WORD: Final = re.compile(r"[^\W_]+")  # a word as SQLite's unicode61 tokenizer cuts them: letters and digits
 FTS_TABLE: Final = "kansoku_logs_fts"  # SQLite only
+FTS_DDL: Final = (f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(body, last_id UNINDEXED, "
+                  "columnsize=0, detail=none, tokenize='unicode61 remove_diacritics 0')")
+"""The SQLite search index as migration 0002 makes it, for stores made from `tables.metadata` (tests)."""
 
 
 class LogRecord(TypedDict, total=False):

@@ -28,6 +28,7 @@ from starlette.routing import Mount, Route
 from kansoku.debug import Debugger
 from kansoku.settings import Settings, load_settings
 from kansoku.store import tables as t
+from kansoku.store.logs import FTS_DDL
 from kansoku.web.app import build_web_app
 
 NOW = 1_750_000_000.0  # 2025-06-15 15:06:40 UTC
@@ -88,6 +89,8 @@ def _event_data(event_id: str, ts: float, message: str) -> dict[str, Any]:
 def seed_store(engine: sa.Engine, now: float = NOW) -> dict[str, int]:
     """Insert the known data set; returns ids by name."""
     t.metadata.create_all(engine)
+    with engine.begin() as conn:  # the log store's search index comes with its migration, not metadata
+        conn.exec_driver_sql(FTS_DDL)
     groups = [
         _group(id=1, title="ValueError: amount over limit", count=42, users_affected=3,
                message="amount 1250.5 over limit", last_event_id=EVENT_IDS[2]),
