@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
-from sqlalchemy import Engine, Float, and_, case, cast, false, func, not_, or_, select, text, true
+from sqlalchemy import Engine, Float, and_, bindparam, case, cast, false, func, not_, or_, select, text, true
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -144,12 +144,16 @@ class LogSearch:
         statement = select(*_COLUMNS).order_by(_C.id.desc())
         if not self.match:
             return list(conn.execute(statement.where(and_(true(), *bounds)).limit(limit)))
+        # One query per candidate block, newest first: a block is a rowid range, so each is a short
+        # range scan (an OR of many ranges would let SQLite scan the whole table when few rows match).
+        per_block = statement.where(_C.id.between(bindparam("first"), bindparam("last")), *bounds) \
+            .limit(bindparam("left"))
         out: list[Any] = []
         for ranges in self._blocks(conn, before, after):
-            within = or_(*(_C.id.between(first, last) for first, last in ranges))
-            out.extend(conn.execute(statement.where(within, *bounds).limit(limit - len(out))))
-            if len(out) >= limit:
-                break
+            for first, last in ranges:
+                out.extend(conn.execute(per_block, {"first": first, "last": last, "left": limit - len(out)}))
+                if len(out) >= limit:
+                    return out
         return out
 
     def _id_bounds(self, conn: Any) -> list[ColumnElement[bool]]:
