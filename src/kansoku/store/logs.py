@@ -32,7 +32,7 @@ from typing import Any, Final, TypedDict
 
 from sqlalchemy import Engine, delete, func, select, text
 
-from kansoku.store import _json_dumps, write_transaction
+from kansoku.store._engine import _json_dumps, write_transaction
 from kansoku.store.tables import logs
 
 __all__ = ["BLOCK_ROWS", "FTS_DDL", "FTS_TABLE", "LEVEL_NUMBERS", "WORD", "LogRecord", "Tokens", "field_token",
