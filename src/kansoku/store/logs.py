@@ -51,7 +51,7 @@ WORD: Final = re.compile(r"[^\W_]+")  # a word as SQLite's unicode61 tokenizer c
 FTS_TABLE: Final = "kansoku_logs_fts"  # SQLite only
 FTS_DDL: Final = (f"CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(body, last_id UNINDEXED, "
                   "columnsize=0, detail=none, tokenize='unicode61 remove_diacritics 0')")
-"""The SQLite search index as migration 0002 makes it, for stores made from `tables.metadata` (tests)."""
+"""The SQLite search index as migration 0005 makes it, for stores made from `tables.metadata` (tests)."""
 
 
 class LogRecord(TypedDict, total=False):

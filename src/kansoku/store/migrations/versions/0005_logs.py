@@ -1,7 +1,7 @@
 """The log store: `kansoku_logs` and its search index (SQLite FTS5, PostgreSQL tsvector + GIN).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 
 SQLite: an FTS5 table with one document per block of rows (store/logs.py says why); PostgreSQL:
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
