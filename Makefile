@@ -12,8 +12,9 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-demo: setup  ## run `kansoku demo`: the example shop, fully instrumented, with traffic and the dashboard
-	$(VENV)/bin/kansoku demo
+PORT ?= 8000
+demo: setup  ## run `kansoku demo` on PORT (default 8000): the example shop, instrumented, with traffic and the dashboard
+	$(VENV)/bin/kansoku demo --port $(PORT)
 
 system-deps:  ## PostgreSQL, Prometheus, Alertmanager and Chromium for the real-component tests
 	scripts/install-system-deps

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .conftest import clean_env
 
 Kansoku = Callable[..., Any]  # the `kansoku` and `invoke` fixtures of conftest.py
 
@@ -40,3 +44,18 @@ def test_db_status_of_a_missing_store_creates_nothing(invoke: Kansoku, tmp_path:
     assert result.code == 4
     assert "revision none" in result.stdout
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_demo_without_fastapi_names_the_extra(tmp_path: Path) -> None:
+    """`pip install kansoku` (no FastAPI) then `kansoku demo`: exit 1 naming kansoku[fastapi], no traceback.
+
+    FastAPI is installed here for the other tests; the interpreter is told it is absent
+    (`sys.modules["fastapi"] = None` makes every import of it fail, as a missing package does).
+    """
+    script = ("import sys\nsys.modules['fastapi'] = None\nsys.argv = ['kansoku', 'demo']\n"
+              "from kansoku.cli import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=clean_env(tmp_path),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'kansoku[fastapi]'" in done.stderr
+    assert "Traceback" not in done.stderr

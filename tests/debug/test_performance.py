@@ -6,9 +6,11 @@ import math
 import random
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from kansoku import debug
 from kansoku.debug import PerformanceStats
+from kansoku.metrics import timed
 from kansoku.tracing import traced
 
 
@@ -58,3 +60,29 @@ def test_record_and_traced_feed_the_current_debugger(debugger: debug.Debugger) -
     assert summary["work"]["count"] == 2
     debugger.clear()
     assert debugger.performance.summary() == {}
+
+
+def test_timed_calls_are_in_the_summary_once_even_with_traced() -> None:
+    """kansoku.timed feeds the summary (module.qualname, as traced); stacked with traced, each call counts once."""
+    registry = CollectorRegistry()
+
+    @timed(registry=registry)
+    def alone() -> int:
+        return 1
+
+    @timed(registry=registry)
+    @traced()
+    def timed_outside() -> int:
+        return 2
+
+    @traced()
+    @timed(registry=registry)
+    def traced_outside() -> int:
+        return 3
+
+    for _ in range(3):
+        alone(), timed_outside(), traced_outside()
+    summary = debug.current().performance.summary()
+    prefix = f"{__name__}.test_timed_calls_are_in_the_summary_once_even_with_traced.<locals>"
+    assert {name: row["count"] for name, row in summary.items()} == {
+        f"{prefix}.alone": 3, f"{prefix}.timed_outside": 3, f"{prefix}.traced_outside": 3}

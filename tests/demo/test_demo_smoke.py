@@ -89,6 +89,7 @@ def test_demo_end_to_end(demo_process: DemoStarter, tmp_path: Path, port: int) -
     assert dict(outbox).get("sent", 0) >= 1
 
     lines = [json.loads(line) for line in demo.stdout().splitlines() if line.startswith("{")]
+    assert [line for line in lines if line.get("logger") == "httpx"] == [], "the traffic driver's client lines"
     # kansoku's own routes (the dashboard API and /metrics polled above) are not traced (observe_exclude)
     own = {line["request_id"] for line in lines if line.get("logger") == "kansoku.access"
            and str(line.get("path", "")).startswith(("/kansoku", "/metrics", "/health", "/ready"))}

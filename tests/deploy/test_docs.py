@@ -96,3 +96,12 @@ def test_relative_links_point_at_files() -> None:
     for page in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def test_make_demo_takes_a_port() -> None:
+    """`make demo PORT=N` runs `kansoku demo --port N` (make's dry run: what the target would do)."""
+    venv = Path(sys.executable).parent.parent
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", "PORT=9123", f"VENV={venv}"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{venv}/bin/kansoku demo --port 9123" in done.stdout.splitlines()

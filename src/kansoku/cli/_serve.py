@@ -48,7 +48,13 @@ def demo(host: str, port: int, traffic: bool, rate: float, database_url: str | N
       kansoku demo --port 9000 --no-traffic  # quiet; call the API yourself
       KANSOKU_DASHBOARD_TOKEN=s3cret kansoku demo --host 0.0.0.0
     """
-    from kansoku.demo.runner import run_demo
+    try:
+        from kansoku.demo.runner import run_demo
+    except ImportError as exc:
+        if exc.name != "fastapi":
+            raise
+        raise CliError("the demo is a FastAPI app and FastAPI is not installed: pip install 'kansoku[fastapi]'",
+                       EXIT_FAILURE) from None
 
     overrides = {"database_url": database_url} if database_url else {}
     settings = load_settings_or_exit(**overrides)  # an invalid kansoku.toml stops here, with the reason

@@ -28,6 +28,7 @@ from kansoku.redact import Redactor, redactor_for
 from kansoku.settings import Settings
 
 __all__ = [
+    "SUMMARY_ATTR",
     "Debugger",
     "MemoryTracker",
     "PerformanceStats",
@@ -43,6 +44,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 QUANTILES: Final = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 SNAPSHOT_ATTR: Final = "__kansoku_snapshot__"
+# Set on a function that `traced` or `kansoku.timed` wrapped: its calls are in the performance
+# summary already, so a second of these decorators around it does not count them twice.
+SUMMARY_ATTR: Final = "__kansoku_in_summary__"
 log = get_logger("kansoku.debug")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import secrets
 import sys
 from collections.abc import Mapping
@@ -120,6 +121,8 @@ async def _serve(app: Any, settings: Settings, *, host: str, port: int, traffic:
     out.flush()
     driver = None
     if traffic:
+        # The traffic driver's own client would log every call it makes; those are not the app's lines.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         driver = asyncio.create_task(drive(f"http://{shown}:{port}", rate=rate, stats=stats, progress=out,
                                            should_stop=lambda: server.should_exit,
                                            redraw=out.isatty() and not sys.stdout.isatty()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any, Final
 
 import structlog
@@ -42,12 +43,32 @@ class StdlibBridge(logging.Handler):
             self.handleError(record)
 
 
+# The root's console handlers that bridging took away (the app's `logging.basicConfig()`), put back
+# by `unbridge_stdlib`.
+_REPLACED: list[logging.Handler] = []
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    """A plain StreamHandler on stdout or stderr (basicConfig's), not a file or a test's capture."""
+    stream = getattr(handler, "stream", None)
+    return type(handler) is logging.StreamHandler and stream in (sys.stdout, sys.stderr, sys.__stdout__,
+                                                                  sys.__stderr__)
+
+
 def bridge_stdlib(level: int, *, access_log: bool = True) -> None:
-    """Route the root logger (and uvicorn's own loggers) through kansoku; idempotent."""
+    """Route the root logger (and uvicorn's own loggers) through kansoku; idempotent.
+
+    kansoku's line replaces the console output of the app's own `logging.basicConfig()`: the root's
+    plain stdout/stderr handlers are taken off (else every record prints twice, as text and JSON).
+    File handlers and any other handler stay.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, StdlibBridge):
             root.removeHandler(handler)
+        elif _is_console(handler):
+            root.removeHandler(handler)
+            _REPLACED.append(handler)
     root.addHandler(StdlibBridge())
     root.setLevel(max(level, logging.DEBUG) if level > TRACE else TRACE)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
@@ -59,8 +80,10 @@ def bridge_stdlib(level: int, *, access_log: bool = True) -> None:
 
 
 def unbridge_stdlib() -> None:
-    """Remove kansoku's handler from the root logger."""
+    """Remove kansoku's handler from the root logger; put back the console handlers it replaced."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, StdlibBridge):
             root.removeHandler(handler)
+    while _REPLACED:
+        root.addHandler(_REPLACED.pop(0))

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal, ParamSpec, TypeVar, cast
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Summary
 from prometheus_client.metrics import MetricWrapperBase
 
+from kansoku import debug
 from kansoku._delegate import Finish, around
 from kansoku._safety import suppress_internal_errors
 from kansoku.exceptions import MetricDefinitionError
@@ -257,12 +258,16 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
     def decorator(func: Callable[P, R]) -> Callable[P, R]:
         function, mod = name or func.__qualname__, module or func.__module__
         children: dict[tuple[CollectorRegistry, str], tuple[Any, Any]] = {}
+        # The summary's name is traced's (module.qualname), unless a traced inside counts the calls.
+        summary = None if getattr(func, debug.SUMMARY_ATTR, False) else f"{mod}.{function}"
 
         def record(started: float, exc: BaseException | None) -> None:
             if exc is not None and not isinstance(exc, Exception):
                 return  # cancelled or interrupted: neither a success nor a failure of the function
             elapsed = time.perf_counter() - started
             status = "success" if exc is None else type(exc).__name__
+            if summary is not None:
+                debug.record(summary, elapsed)
             reg = registry if registry is not None else default_registry()
             found = children.get((reg, status))
             if found is None:
@@ -282,7 +287,9 @@ def timed(name: str | None = None, *, module: str | None = None, slow_ms: float 
         def start() -> Finish:
             return _quietly(functools.partial(record, time.perf_counter()))
 
-        return around(func, start)
+        wrapper = around(func, start)
+        setattr(wrapper, debug.SUMMARY_ATTR, True)
+        return wrapper
 
     return decorator
 

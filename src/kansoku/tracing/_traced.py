@@ -83,7 +83,7 @@ def configure_traced(tracer: LightTracer | None, level: TraceLevel | str) -> Non
 class _Spec:
     """What is fixed per decorated function."""
 
-    __slots__ = ("attributes", "func", "level", "name", "signature")
+    __slots__ = ("attributes", "func", "in_summary", "level", "name", "signature")
 
     def __init__(self, func: Callable[..., Any], name: str | None, level: TraceLevel | None) -> None:
         self.func = func
@@ -91,6 +91,7 @@ class _Spec:
         self.level = level
         self.attributes = {"code.function": func.__qualname__, "code.namespace": func.__module__}
         self.signature: inspect.Signature | None = None
+        self.in_summary = not getattr(func, debug.SUMMARY_ATTR, False)  # else a `timed` inside counts it
 
     def arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name (positional names when binding fails)."""
@@ -144,7 +145,7 @@ class _Call:
 
     def done(self, exc: BaseException | None) -> None:
         try:
-            if self.level >= TraceLevel.PERFORMANCE:
+            if self.level >= TraceLevel.PERFORMANCE and self.spec.in_summary:
                 debug.record(self.spec.name, time.perf_counter() - self.start)
             if isinstance(exc, Exception):
                 self._failed(exc)
@@ -213,6 +214,8 @@ def traced(level: TraceLevel | str | None = None, name: str | None = None) -> Ca
                 return None
             return _Call(spec, current, args, kwargs)
 
-        return wrap(func, begin)
+        wrapper = wrap(func, begin)
+        setattr(wrapper, debug.SUMMARY_ATTR, True)
+        return wrapper
 
     return decorator
