@@ -143,7 +143,9 @@ class Settings(BaseSettings):
 
     # dashboard
     dashboard_token: SecretStr | None = Field(None, description="Dashboard and API token (unset: loopback only).")
-    dashboard_url: str | None = Field(None, description="Public base URL of the dashboard, for links in alerts.")
+    dashboard_url: str | None = Field(
+        None, description="The dashboard's public URL, for links in alerts (`https://ops.example.com/kansoku`; "
+        "a bare host means the dashboard at `route_prefix` on it).")
     dashboard: bool = Field(True, description="Mount the dashboard and the API under route_prefix.")
 
     # tracing and debugging

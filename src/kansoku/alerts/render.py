@@ -159,7 +159,8 @@ def http_item(
     else:
         quantile = f"p{rule.quantile * 100:g}"
         title = f"{quantile} latency {value * 1000:.0f} ms > {threshold * 1000:.0f} ms over {window} min"
-    url = f"{site.dashboard_url.rstrip('/')}{site.route_prefix}/" if site.dashboard_url else None
+    base = site.dashboard_base()
+    url = f"{base}/" if base is not None else None
     return AlertItem(
         group_key=f"http:{service}"[:64], group_id=None, title=title, exception_type="", message=title,
         culprit="", severity=rule.severity_threshold, category="performance", count=requests,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -278,11 +279,24 @@ class SiteInfo:
     redact_keys: tuple[str, ...] = ()
     redact_allow_keys: tuple[str, ...] = ()
 
+    def dashboard_base(self) -> str | None:
+        """The dashboard's public URL, without a trailing slash; None when none is set.
+
+        `dashboard_url` is the dashboard's own URL (`https://ops.example.com/kansoku`, or wherever a
+        proxy serves it); a bare host (`https://ops.example.com`) means the dashboard at
+        `route_prefix` on it.
+        """
+        if self.dashboard_url is None:
+            return None
+        url = self.dashboard_url.rstrip("/")
+        return url if urlsplit(url).path else f"{url}{self.route_prefix}"
+
     def group_url(self, group_id: int | str | None) -> str | None:
         """The dashboard page of an error group, or None when no public dashboard URL is set."""
-        if self.dashboard_url is None or group_id in (None, ""):
+        base = self.dashboard_base()
+        if base is None or group_id in (None, ""):
             return None
-        return f"{self.dashboard_url.rstrip('/')}{self.route_prefix}/errors/{group_id}"
+        return f"{base}/errors/{group_id}"
 
 
 @dataclass(frozen=True)
