@@ -116,25 +116,9 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._periodic(), name="kansoku-periodic"))
         if self.dispatcher is not None and self.settings.alert_dispatcher:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="kansoku-dispatcher"))
-        if self.store is not None:
-            self._tasks.append(asyncio.create_task(self._check_store(), name="kansoku-store-check"))
         _log.info("kansoku started", service=self.service, store=_safe_url(self.settings.database_url),
                   dashboard=self.settings.route_prefix if self.web_app is not None else None,
                   dashboard_auth="token" if self.settings.dashboard_token else "loopback clients only")
-
-    async def _check_store(self) -> None:
-        """Say once, plainly, when the store does not answer at start: errors are not being stored.
-
-        A PostgreSQL store is not connected to when opened, so without this the first sign would be
-        a background task's internal error. Pinged in a thread: a connection attempt may take long.
-        """
-        problem = await asyncio.to_thread(self.store.ping)
-        if problem is not None:
-            _log.error(
-                f"errors are not being stored: {problem}. They wait in memory (bounded) and are written "
-                "when the store answers. Check KANSOKU_DATABASE_URL, that the database server is running and "
-                "reachable from here, and that its schema is current (`kansoku db upgrade`).",
-                category="system", store=_safe_url(self.settings.database_url))
 
     async def stop(self, flush_seconds: float = 10.0) -> None:
         """Flush everything accepted and stop background work. Called on lifespan shutdown."""
