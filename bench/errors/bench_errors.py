@@ -6,7 +6,9 @@
 1. One failing FastAPI request, driven in-process through ASGI (no sockets): the bare app, the app
    with sentry-sdk (default integrations, a transport that drops: no network), the app with
    kansoku's capture path (ErrorTracker.capture from a pure ASGI wrapper, writing to SQLite in its
-   worker thread, in the same process), and the peer stack (sentry-sdk, asgi-correlation-id,
+   worker thread, in the same process), kansoku as a user gets it (`kansoku.instrument(app)`:
+   the event, the span's exception event at 100% sampling, the JSON error and access lines to
+   stdout, metrics; lifespan started, SQLite store), and the peer stack (sentry-sdk, asgi-correlation-id,
    prometheus-fastapi-instrumentator, OpenTelemetry's FastAPI instrumentation). Each variant runs
    in a fresh subprocess, because sentry-sdk and OpenTelemetry patch classes process-wide.
 2. Events per second into SQLite and PostgreSQL: the whole pipeline (capture, then the worker
@@ -32,7 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS, WARMUP = 3000, 300
-VARIANTS = ("bare", "sentry", "kansoku", "peers")
+VARIANTS = ("bare", "sentry", "kansoku", "instrument", "peers")
 
 
 # --- 1. one failing request -----------------------------------------------------------------------
@@ -85,6 +87,12 @@ def _build(variant: str, workdir: Path) -> tuple[Any, Any]:
         app.add_middleware(CorrelationIdMiddleware)
         Instrumentator().instrument(app)
         FastAPIInstrumentor.instrument_app(app)
+    if variant == "instrument":
+        import kansoku
+
+        app = kansoku.instrument(app, database_url=f"sqlite:///{workdir / 'k.db'}", service_name="bench",
+                                 log_format="json", trace_sample_rate=1.0, queue_size=100_000)
+        return app, kansoku.runtime.current()
     if variant == "kansoku":
         from kansoku.errors import ErrorTracker
         from kansoku.settings import load_settings
@@ -125,14 +133,35 @@ async def _drive(app: Any, n: int) -> list[int]:
     return times
 
 
+async def _serve(app: Any, n: int, lifespan: bool) -> list[int]:
+    """`_drive` inside the app's lifespan (started and stopped) when `lifespan`."""
+    if not lifespan:
+        return await _drive(app, n)
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                                   inbox.get, replies.put))
+    await inbox.put({"type": "lifespan.startup"})
+    await replies.get()
+    try:
+        return await _drive(app, n)
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await replies.get()
+        await task
+
+
 def run_variant(variant: str) -> dict[str, Any]:
     """(In a subprocess.) Median, mean and p95 of one failing request, in microseconds."""
     with tempfile.TemporaryDirectory() as tmp:
         app, closer = _build(variant, Path(tmp))
-        asyncio.run(_drive(app, WARMUP))
-        times = asyncio.run(_drive(app, REQUESTS))
+        lifespan = variant == "instrument"
+        asyncio.run(_serve(app, WARMUP, lifespan))
+        times = asyncio.run(_serve(app, REQUESTS, lifespan))
         result: dict[str, Any] = {}
-        if closer is not None:
+        if variant == "instrument":
+            result["tracker"] = closer.errors.stats()
+        elif closer is not None:
             start = time.perf_counter()
             closer.close(timeout=60)
             result["flush_s"] = round(time.perf_counter() - start, 3)
@@ -274,17 +303,24 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--events", type=int, default=20_000, help="events for the store rates")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each variant")
+    parser.add_argument("--requests-only", action="store_true", help="only the failing request (part 1)")
     args = parser.parse_args()
     if args.variant:
-        print(json.dumps(run_variant(args.variant)))
+        # The result goes to the real stdout; the variant's own output (kansoku's log lines) to /dev/null.
+        result_fd = os.dup(1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        result = run_variant(args.variant)
+        os.write(result_fd, (json.dumps(result) + "\n").encode())
         return
     requests = failing_request_costs(args.rounds)
-    sentry, kansoku = requests["sentry"], requests["kansoku"]
+    sentry = requests["sentry"]
     ratios = {  # the target: at least 20
-        f"sentry_over_kansoku_{k}": round(sentry[f"added_{k}_us"] / max(kansoku[f"added_{k}_us"], 0.1), 1)
-        for k in ("median", "mean")
+        f"sentry_over_{name}_{k}": round(sentry[f"added_{k}_us"] / max(requests[name][f"added_{k}_us"], 0.1), 1)
+        for name in ("kansoku", "instrument") for k in ("median", "mean")
     }
-    rates = store_rates(not args.no_postgres, args.events)
+    ratios["instrument_over_bare_median"] = round(requests["instrument"]["median_us"]
+                                                  / requests["bare"]["median_us"], 2)
+    rates = {} if args.requests_only else store_rates(not args.no_postgres, args.events)
     result = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "load_average": os.getloadavg(),
               "requests_per_run": REQUESTS, "failing_request": requests, **ratios, "store": rates}
     print(json.dumps(result, indent=2))

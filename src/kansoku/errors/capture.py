@@ -16,35 +16,19 @@ import sys
 import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import CodeType, FrameType, TracebackType
-from typing import Any, Final, Literal
+from types import CodeType, FrameType
+from typing import Any, Final
 
+from kansoku._frames import MAX_CHAIN, MAX_FRAMES, Relation, qualified_name, safe_str, stack_of, walk_chain
 from kansoku.errors.fingerprint import ChainFrames
 from kansoku.typing import ExceptionInfo, FrameInfo
 
-__all__ = ["FrameExpander", "InApp", "RawException", "qualified_name", "safe_str", "snapshot_chain"]
+__all__ = ["MAX_CHAIN", "MAX_FRAMES", "FrameExpander", "InApp", "RawException", "qualified_name", "safe_str",
+           "snapshot_chain", "walk_chain"]
 
-MAX_CHAIN: Final = 5
-MAX_FRAMES: Final = 50  # per exception: the outermost 10 and the innermost 40 are kept
 MAX_LOCALS: Final = 30
 CONTEXT_LINES: Final = 3
 MAX_MESSAGE: Final = 8192
-Relation = Literal["cause", "context", ""]
-
-
-def qualified_name(cls: type) -> str:
-    """`ValueError`, `mypkg.errors.PaymentError` (builtins unqualified)."""
-    module = getattr(cls, "__module__", "") or ""
-    name = getattr(cls, "__qualname__", cls.__name__)
-    return name if module in ("builtins", "__main__", "") else f"{module}.{name}"
-
-
-def safe_str(value: object) -> str:
-    """`str(value)` that survives a broken `__str__`."""
-    try:
-        return str(value)
-    except Exception as exc:
-        return f"<{type(value).__name__} (str failed: {type(exc).__name__})>"
 
 
 def _library_roots() -> tuple[str, ...]:
@@ -111,44 +95,18 @@ class RawException:
         return ChainFrames(self.type_name, [(m[1], m[2], m[3]) for _, _, m, _ in self.frames])
 
 
-def walk_chain(exc: BaseException) -> list[tuple[BaseException, Relation]]:
-    """The exception and its causes/contexts, root cause first; each with how it led to the next."""
-    chain: list[tuple[BaseException, Relation]] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    relation: Relation = ""
-    while current is not None and id(current) not in seen and len(chain) < MAX_CHAIN:
-        seen.add(id(current))
-        chain.append((current, relation))
-        if current.__cause__ is not None:
-            current, relation = current.__cause__, "cause"
-        elif current.__context__ is not None and not current.__suppress_context__:
-            current, relation = current.__context__, "context"
-        else:
-            current = None
-    chain.reverse()
-    return chain
-
-
 def _frames(
-    tb: TracebackType | None, in_app: InApp, local_values: Callable[[dict[str, Any]], dict[str, Any]] | None
+    exc: BaseException, in_app: InApp, local_values: Callable[[dict[str, Any]], dict[str, Any]] | None
 ) -> tuple[list[tuple[CodeType, int, tuple[str, str, str, bool], dict[str, Any] | None]], int]:
-    entries = []
-    while tb is not None:
-        entries.append(tb)
-        tb = tb.tb_next
-    omitted = 0
-    if len(entries) > MAX_FRAMES:
-        omitted = len(entries) - MAX_FRAMES
-        entries = entries[:10] + entries[-(MAX_FRAMES - 10):]
+    stack = stack_of(exc)  # the walk the log line and the span share
     frames = []
-    for entry in entries:
+    for entry in stack.entries:
         frame = entry.tb_frame
         code = frame.f_code
         meta = in_app.meta(code, frame)
         values = local_values(frame.f_locals) if local_values is not None and meta[3] else None
         frames.append((code, entry.tb_lineno or 0, meta, values))
-    return frames, omitted
+    return frames, stack.omitted
 
 
 def snapshot_chain(
@@ -159,7 +117,7 @@ def snapshot_chain(
     """The exception chain with code locations only (and in-app locals through `local_values`)."""
     out = []
     for item, relation in walk_chain(exc):
-        frames, omitted = _frames(item.__traceback__, in_app, local_values)
+        frames, omitted = _frames(item, in_app, local_values)
         cls = type(item)
         out.append(RawException(qualified_name(cls), getattr(cls, "__module__", "") or "",
                                 safe_str(item)[:MAX_MESSAGE], frames, omitted, relation))

@@ -7,32 +7,34 @@ and the console renderer shows them escaped, so a client's input can never forge
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any, Final
 
 import orjson
 
+from kansoku._frames import MAX_CHAIN, qualified_name, safe_str, stack_of
 from kansoku.redact import Redactor
 from kansoku.typing import EventDict, LogProcessor
 
 __all__ = ["ExceptionFormatter", "exception_data", "exception_of", "make_console_renderer", "render_json"]
 
-_EXC_FRAMES_LIMIT: Final = 50
+def exception_data(exc: BaseException, depth: int = MAX_CHAIN) -> dict[str, Any]:
+    """A structured exception: type, message, frames (innermost last) and the chain.
 
-
-def exception_data(exc: BaseException, limit: int = _EXC_FRAMES_LIMIT) -> dict[str, Any]:
-    """A structured exception: type, message, frames (innermost last) and the chain."""
+    The frames are the shared walk of `kansoku._frames` (the outermost 10 and the innermost 40):
+    no source file is read on the logging thread.
+    """
+    stack = stack_of(exc)
     data: dict[str, Any] = {
-        "type": _qualified_name(type(exc)),
-        "message": _safe_str(exc),
-        "frames": [
-            {"file": f.filename, "line": f.lineno, "function": f.name}
-            for f in traceback.extract_tb(exc.__traceback__, limit=limit)
-        ],
+        "type": qualified_name(type(exc)),
+        "message": safe_str(exc),
+        "frames": [{"file": code.co_filename, "line": line, "function": code.co_name}
+                   for code, line in stack.locations()],
     }
+    if stack.omitted:
+        data["frames_omitted"] = stack.omitted
     cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    if cause is not None and limit > 1:
-        data["caused_by"] = exception_data(cause, limit=max(limit // 2, 1))
+    if cause is not None and depth > 1:
+        data["caused_by"] = exception_data(cause, depth - 1)
     return data
 
 
@@ -58,7 +60,7 @@ def render_json(logger: Any, method_name: str, event_dict: EventDict) -> bytes:
 
 
 def _json_default(value: Any) -> Any:
-    return _safe_str(value)
+    return safe_str(value)
 
 
 _COLORS: Final = {
@@ -104,19 +106,7 @@ def _console_value(value: Any) -> str:
     try:
         return orjson.dumps(value, default=_json_default).decode()
     except TypeError:
-        return _safe_str(value)
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception as exc:  # a broken __str__ must not break logging
-        return f"<{type(value).__name__} (str failed: {type(exc).__name__})>"
-
-
-def _qualified_name(cls: type) -> str:
-    module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+        return safe_str(value)
 
 
 class ExceptionFormatter:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import random
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
 from typing import Any, Final
@@ -56,8 +55,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.trace.propagation import _SPAN_KEY  # the context key of the current span
 from opentelemetry.util import types
 
+from kansoku._frames import format_exception, qualified_name, safe_str, stack_of, walk_chain
 from kansoku._version import __version__
-from kansoku.debug._snapshot import safe_str
 from kansoku.redact import Redactor
 
 __all__ = ["LightSpan", "LightSpanProcessor", "LightTracer", "current_context", "record_error", "restore",
@@ -65,7 +64,6 @@ __all__ = ["LightSpan", "LightSpanProcessor", "LightTracer", "current_context", 
 
 MAX_ATTRIBUTES: Final = 128
 MAX_EVENTS: Final = 128
-MAX_STACK_FRAMES: Final = 50
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
 _UNSET: Final = Status(StatusCode.UNSET)
@@ -113,19 +111,51 @@ def _clean(value: Any) -> Any:
 
 
 def record_error(span: trace.Span, exc: BaseException, redactor: Redactor, *, set_status: bool = True) -> None:
-    """Add a redacted exception event to `span` (OTel's own keeps raw messages) and mark it failed."""
+    """Add a redacted exception event to `span` (OTel's own keeps raw messages) and mark it failed.
+
+    On a `LightSpan` the event's stack trace is written when the span is read (exported, off the
+    request path), from the frames the error event and the log line share (`kansoku._frames`).
+    """
     kind = type(exc)
-    type_name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    type_name = qualified_name(kind)
     message = redactor.redact_text(safe_str(exc))
-    stack = traceback.format_exception(kind, exc, exc.__traceback__, limit=-MAX_STACK_FRAMES)
-    span.add_event("exception", {
-        "exception.type": type_name,
-        "exception.message": message,
-        "exception.stacktrace": "".join(redactor.redact_text(line) for line in stack),
-    })
+    event = ExceptionEvent(type_name, message, exc, redactor)
+    if isinstance(span, LightSpan):
+        if span.is_recording() and len(span._events) < MAX_EVENTS:
+            if not isinstance(span._events, list):
+                span._events = []
+            span._events.append(event)
+    else:
+        span.add_event("exception", event.attributes)
     if set_status:
         span.set_attribute("error.type", type_name)
         span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {message}"))
+
+
+class ExceptionEvent(Event):
+    """A span's `exception` event whose `exception.stacktrace` is formatted when first read.
+
+    It keeps the chain's code locations, not the frames: no locals stay alive until the export.
+    """
+
+    def __init__(self, type_name: str, message: str, exc: BaseException, redactor: Redactor) -> None:
+        super().__init__("exception", None, time.time_ns())
+        self._chain: list[tuple[str, str, tuple[tuple[Any, int], ...], int, str]] | None = []
+        for item, relation in walk_chain(exc):
+            stack = stack_of(item)
+            text = message if item is exc else safe_str(item)
+            self._chain.append((qualified_name(type(item)), text, stack.locations(), stack.omitted, relation))
+        self._type, self._message, self._redactor = type_name, message, redactor
+
+    @property
+    def attributes(self) -> types.Attributes:
+        if self._chain is not None:
+            stack = "".join(self._redactor.redact_text(line) for line in
+                            format_exception(self._chain).splitlines(keepends=True))
+            self._attributes = {"exception.type": self._type, "exception.message": self._message,
+                                "exception.stacktrace": stack}
+            self._chain = None
+        return self._attributes
 
 
 class LightSpan(trace.Span):
