@@ -104,3 +104,38 @@ async def test_one_server_span_per_request_with_fastapi_native_telemetry(real_ru
     with real_runtime.engine.connect() as conn:
         stored = sorted(name for (name,) in conn.execute(select(spans.c.name)))
     assert stored == ["GET /items/{item_id}", "GET /v2/ping"]
+
+
+def test_start_up_loads_neither_migrations_nor_the_dashboard(tmp_path: Path) -> None:
+    """On an up-to-date store, instrument() and the first request import no Alembic and build no
+    dashboard; the first dashboard request builds and serves it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    script = textwrap.dedent(f"""
+        import sys
+        from starlette.testclient import TestClient
+        from fastapi import FastAPI
+        import kansoku
+
+        app = FastAPI()
+
+        @app.get("/items/{{item_id}}")
+        async def item(item_id: int):
+            return {{"id": item_id}}
+
+        app = kansoku.instrument(app, database_url={url!r}, dashboard_token="t0ken")
+        loaded = lambda: sorted({{n.split(".")[0] for n in sys.modules if n.startswith(("alembic", "kansoku.web"))}})
+        with TestClient(app) as client:
+            assert client.get("/items/1").status_code == 200
+            print(loaded())
+            assert client.get("/kansoku/", headers={{"Authorization": "Bearer t0ken"}}).status_code == 200
+            print(loaded())
+    """)
+    from kansoku.store import migrations
+
+    migrations.upgrade(url)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert [line for line in out.stdout.splitlines() if line.startswith("[")] == ["[]", "['kansoku']"]

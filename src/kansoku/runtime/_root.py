@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -88,11 +89,20 @@ class Runtime:
         for name in adopt_early_metrics(self.registry):  # made at import time, before instrument()
             _log.warning("a metric made before instrument() has the name of one of kansoku's own: not served",
                          metric=name)
-        self.web_app: ASGIApp | None = None
-        if settings.dashboard:
-            from kansoku.web.app import build_web_app
+        self._web_app: ASGIApp | None = None
+        self._web_lock = threading.Lock()
 
-            self.web_app = build_web_app(self)
+    @property
+    def web_app(self) -> ASGIApp | None:
+        """The dashboard and JSON API (None when `dashboard` is off), built on first use: its
+        imports (Jinja2, the pages, the API) are not what the first request of the app needs."""
+        if self._web_app is None and self.settings.dashboard:
+            with self._web_lock:
+                if self._web_app is None:
+                    from kansoku.web.app import build_web_app
+
+                    self._web_app = build_web_app(self)
+        return self._web_app
 
     def capture_exception(
         self, exc: BaseException, *, request: RequestInfo | None = None, mechanism: str = "manual",
@@ -117,7 +127,7 @@ class Runtime:
         if self.dispatcher is not None and self.settings.alert_dispatcher:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="kansoku-dispatcher"))
         _log.info("kansoku started", service=self.service, store=_safe_url(self.settings.database_url),
-                  dashboard=self.settings.route_prefix if self.web_app is not None else None,
+                  dashboard=self.settings.route_prefix if self.settings.dashboard else None,
                   dashboard_auth="token" if self.settings.dashboard_token else "loopback clients only")
 
     async def stop(self, flush_seconds: float = 10.0) -> None:

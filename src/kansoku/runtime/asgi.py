@@ -58,7 +58,9 @@ class MiddlewareRuntime(Protocol):
     request_stats: Any
     readiness: Any
     request_tracer: Any
-    web_app: ASGIApp | None
+
+    @property
+    def web_app(self) -> ASGIApp | None: ...
 
     def capture_exception(self, exc: BaseException, *, request: RequestInfo | None = ...,
                           mechanism: str = ..., handled: bool = ..., **context: Any) -> str: ...

@@ -361,15 +361,22 @@ class _Background:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="kansoku-loop", daemon=True)
         self._thread.start()
-        self.web_app: WSGIApp | None = None
+        self._web_app: WSGIApp | None = None
         try:
             asyncio.run_coroutine_threadsafe(runtime.start(), self.loop).result(timeout=10.0)
         except Exception as exc:
             internal_error("wsgi.start", exc)
-        if runtime.web_app is not None:
-            from a2wsgi import ASGIMiddleware
 
-            self.web_app = ASGIMiddleware(runtime.web_app, loop=self.loop)  # type: ignore[assignment]
+    @property
+    def web_app(self) -> WSGIApp | None:
+        """The runtime's web app served from this loop, made on the first request for it."""
+        if self._web_app is None:
+            web_app = self.runtime.web_app
+            if web_app is not None:
+                from a2wsgi import ASGIMiddleware
+
+                self._web_app = ASGIMiddleware(web_app, loop=self.loop)  # type: ignore[assignment]
+        return self._web_app
 
     def stop(self, timeout: float) -> None:
         """Stop the runtime (flushing what it holds) and the loop."""
