@@ -15,6 +15,8 @@ BENCHES = [
     ("http", ["http/bench_http.py"], ["--quick"]),
     ("wsgi", ["wsgi/bench_wsgi.py"], ["--quick"]),
     ("errors", ["errors/bench_errors.py"], []),
+    ("startup", ["startup/bench_startup.py"], ["--rounds", "3"]),
+    ("memory", ["memory/bench_memory.py"], ["--requests", "20000"]),
     ("alerts", ["alerts/bench_alerts.py"], []),
     ("dashboard", ["dashboard/bench_dashboard.py"], []),
     ("ingest", ["ingest/bench_ingest.py"], ["--requests", "40", "--events", "1000", "--no-postgres"]),
