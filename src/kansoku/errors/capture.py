@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, Final
 
-from kansoku._frames import MAX_CHAIN, MAX_FRAMES, Relation, qualified_name, safe_str, stack_of, walk_chain
 from kansoku.errors.fingerprint import ChainFrames
+from kansoku.logs._frames import MAX_CHAIN, MAX_FRAMES, Relation, qualified_name, safe_str, stack_of, walk_chain
 from kansoku.typing import ExceptionInfo, FrameInfo
 
 __all__ = ["MAX_CHAIN", "MAX_FRAMES", "FrameExpander", "InApp", "RawException", "qualified_name", "safe_str",

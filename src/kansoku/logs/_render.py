@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import orjson
 
-from kansoku._frames import MAX_CHAIN, qualified_name, safe_str, stack_of
+from kansoku.logs._frames import MAX_CHAIN, qualified_name, safe_str, stack_of
 from kansoku.redact import Redactor
 from kansoku.typing import EventDict, LogProcessor
 
@@ -20,7 +20,7 @@ __all__ = ["ExceptionFormatter", "exception_data", "exception_of", "make_console
 def exception_data(exc: BaseException, depth: int = MAX_CHAIN) -> dict[str, Any]:
     """A structured exception: type, message, frames (innermost last) and the chain.
 
-    The frames are the shared walk of `kansoku._frames` (the outermost 10 and the innermost 40):
+    The frames are the shared walk of `kansoku.logs._frames` (the outermost 10 and the innermost 40):
     no source file is read on the logging thread.
     """
     stack = stack_of(exc)

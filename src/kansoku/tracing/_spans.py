@@ -55,8 +55,8 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.trace.propagation import _SPAN_KEY  # the context key of the current span
 from opentelemetry.util import types
 
-from kansoku._frames import format_exception, qualified_name, safe_str, stack_of, walk_chain
 from kansoku._version import __version__
+from kansoku.logs._frames import format_exception, qualified_name, safe_str, stack_of, walk_chain
 from kansoku.redact import Redactor
 
 __all__ = ["LightSpan", "LightSpanProcessor", "LightTracer", "current_context", "record_error", "restore",
@@ -114,7 +114,7 @@ def record_error(span: trace.Span, exc: BaseException, redactor: Redactor, *, se
     """Add a redacted exception event to `span` (OTel's own keeps raw messages) and mark it failed.
 
     On a `LightSpan` the event's stack trace is written when the span is read (exported, off the
-    request path), from the frames the error event and the log line share (`kansoku._frames`).
+    request path), from the frames the error event and the log line share (`kansoku.logs._frames`).
     """
     kind = type(exc)
     type_name = qualified_name(kind)

@@ -8,8 +8,8 @@ import textwrap
 import traceback
 from pathlib import Path
 
-from kansoku._frames import format_exception, stack_of, walk_chain
 from kansoku.logs import exception_data
+from kansoku.logs._frames import format_exception, stack_of, walk_chain
 
 
 def _fail(depth: int) -> None:
