@@ -35,12 +35,13 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     help="Configuration file (default: $KANSOKU_CONFIG, else ./kansoku.toml when present).",
 )
 def cli(config_file: str | None) -> None:
-    """kansoku: logs, metrics, traces, errors and alerts for ASGI apps.
+    """kansoku: logs, metrics, traces, errors and alerts for Python web apps and jobs.
 
     \b
     Start here:
       kansoku demo                 the example shop service with a live dashboard
-      kansoku run myapp:app        run your ASGI app instrumented, no code change
+      kansoku run myapp:app        run your ASGI or WSGI app instrumented, no code change
+      kansoku server               take Sentry SDK events and OTLP from any service
       kansoku config check         show the effective settings
 
     Settings come from KANSOKU_* environment variables and kansoku.toml;
