@@ -96,6 +96,18 @@ def test_a_wrapper_that_served_is_not_reported(real_runtime: Any, capsys: pytest
     assert "dropped" not in capsys.readouterr().err
 
 
+def test_the_start_line_says_how_the_dashboard_is_opened(real_runtime: Any,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The "kansoku started" line names the dashboard's access mode in clear (no key redacts it)."""
+    import json
+
+    wrapped = kansoku.instrument(wsgi_app)
+    Client(wrapped).get("/health", buffered=True)
+    wrapped.close()
+    started = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"kansoku started"' in line]
+    assert started and started[0]["dashboard_access"] == "loopback clients only"
+
+
 def flask_app() -> flask.Flask:
     """A Flask app with a blueprint route and a failing view."""
     app = flask.Flask(__name__)

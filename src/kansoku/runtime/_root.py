@@ -128,7 +128,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="kansoku-dispatcher"))
         _log.info("kansoku started", service=self.service, store=_safe_url(self.settings.database_url),
                   dashboard=self.settings.route_prefix if self.settings.dashboard else None,
-                  dashboard_auth="token" if self.settings.dashboard_token else "loopback clients only")
+                  dashboard_access="token" if self.settings.dashboard_token else "loopback clients only")
 
     async def stop(self, flush_seconds: float = 10.0) -> None:
         """Flush everything accepted and stop background work. Called on lifespan shutdown."""
