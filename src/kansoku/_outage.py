@@ -8,12 +8,13 @@ keeps the numbers for kansoku's metrics (`kansoku_export_up`, `kansoku_export_lo
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["Link", "live_links"]
+__all__ = ["LastLine", "Link", "live_links"]
 
 _ALL: weakref.WeakSet[Link] = weakref.WeakSet()
 
@@ -21,6 +22,24 @@ _ALL: weakref.WeakSet[Link] = weakref.WeakSet()
 class _Log(Protocol):
     def warning(self, event: str | None = None, **kw: Any) -> Any: ...
     def info(self, event: str | None = None, **kw: Any) -> Any: ...
+
+
+class LastLine(logging.Filter):
+    """Drops an SDK exporter's own lines (one per batch and retry), keeping the last one's text
+    for the Link's "unreachable" line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.last = record.getMessage()[:300]
+        return False
+
+    def take(self) -> str:
+        """The last line's text, once."""
+        last, self.last = self.last, ""
+        return last
 
 
 def live_links() -> list[Link]:

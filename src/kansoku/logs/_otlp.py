@@ -27,7 +27,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import INVALID_SPAN, NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-from kansoku._outage import Link
+from kansoku._outage import LastLine, Link
 from kansoku._worker import BackgroundWorker
 from kansoku.settings import Settings
 from kansoku.typing import EventDict
@@ -156,21 +156,7 @@ class _Linked(LogRecordExporter):
         return bool(self.exporter.force_flush(timeout_millis))
 
 
-class _LastLine(logging.Filter):
-    """Drops the exporter's own lines (they would be exported again), keeping the last text."""
-
-    last = ""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.last = record.getMessage()[:300]
-        return False
-
-    def take(self) -> str:
-        last, self.last = self.last, ""
-        return last
-
-
-_LINES = _LastLine()
+_LINES = LastLine()
 
 
 def _quiet_exporter() -> None:

@@ -17,7 +17,7 @@ from typing import Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from kansoku._outage import Link
+from kansoku._outage import LastLine, Link
 
 __all__ = ["LinkedExporter", "quiet_exporter_lines"]
 
@@ -25,23 +25,7 @@ _EXPORTER_LOGGERS: Final = ("opentelemetry.exporter.otlp.proto.http.trace_export
                             "opentelemetry.exporter.otlp.proto.grpc.exporter")
 
 
-class _LastLine(logging.Filter):
-    """Drops the SDK exporter's lines, keeping the last one's text."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last = ""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        self.last = record.getMessage()[:300]
-        return False
-
-    def take(self) -> str:
-        last, self.last = self.last, ""
-        return last
-
-
-_LINES = _LastLine()
+_LINES = LastLine()
 
 
 def quiet_exporter_lines() -> None:
