@@ -112,13 +112,12 @@ def test_deflate_and_legacy_store_endpoint(running: Running) -> None:
     assert group["title"] == "KeyError: 'sku'"
 
 
-def test_other_items_are_counted_and_otlp_logs_metrics_say_not_supported(running: Running) -> None:
-    """Session and client-report items are accepted and counted; /v1/metrics and /v1/logs answer 404 why."""
+def test_other_items_are_counted_and_otlp_metrics_say_not_supported(running: Running) -> None:
+    """Session and client-report items are accepted and counted; /v1/metrics answers 404 and why."""
     body = b'{}\n{"type": "session"}\n{"sid": "x"}\n{"type": "client_report"}\n{"discarded_events": []}\n'
     assert sentry_post(running, body).status_code == 200
     assert running.server.ingest.ingestor.counts["ignored:session"] == 1
     assert running.server.ingest.ingestor.counts["ignored:client_report"] == 1
-    for signal in ("metrics", "logs"):
-        answer = httpx.post(f"{running.url}/v1/{signal}", content=b"", headers={
-            "Authorization": f"Bearer {running.project.key}", **PROTOBUF})
-        assert answer.status_code == 404 and "not" in answer.json()["detail"]
+    answer = httpx.post(f"{running.url}/v1/metrics", content=b"", headers={
+        "Authorization": f"Bearer {running.project.key}", **PROTOBUF})
+    assert answer.status_code == 404 and "not" in answer.json()["detail"]

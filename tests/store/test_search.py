@@ -96,7 +96,7 @@ def test_line_shape(filled: Store) -> None:
     assert {k: v for k, v in line.items() if k != "id"} == {
         "timestamp": T0 + 10, "time": "2027-01-15T08:00:10.000Z", "level": "warning", "logger": "shop.pay",
         "message": "order-10 created", "service": "api", "environment": "", "version": None,
-        "request_id": "req-10", "trace_id": f"{10:032x}", "span_id": None,
+        "request_id": "req-10", "trace_id": f"{10:032x}", "span_id": None, "project": None,
         "attributes": {"order_id": 10, "duration_ms": 10.0, "route": "/orders/{id}", "user": {"id": 1},
                        "paid": True}}
 

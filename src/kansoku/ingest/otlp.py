@@ -14,11 +14,12 @@ import base64
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -29,7 +30,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from kansoku.ingest.body import IngestError
 from kansoku.typing import ErrorEvent, ExceptionInfo, FrameInfo
 
-__all__ = ["Decoded", "decode_traces", "encode_response", "traces_of"]
+__all__ = ["Decoded", "attributes_of", "decode", "decode_traces", "encode_response", "resource_of", "traces_of",
+           "value_of"]
+
+_M = TypeVar("_M", bound=Message)
 
 PROTOBUF: Final = "application/x-protobuf"
 JSON: Final = "application/json"
@@ -69,34 +73,48 @@ def _b64(hex_id: str) -> str:
         raise IngestError(400, f"id {hex_id[:40]!r} is not hex (OTLP JSON ids are hex strings)") from None
 
 
-def decode_traces(body: bytes, kind: str) -> ExportTraceServiceRequest:
-    """The export request in `body`; IngestError 400 with the decoder's reason when malformed."""
-    message = ExportTraceServiceRequest()
+def decode(body: bytes, kind: str, message: _M) -> _M:
+    """`message` (an empty export request) filled from `body`; IngestError 400 with the decoder's
+    reason when malformed."""
+    name = type(message).__name__
     if kind == PROTOBUF:
         try:
             message.ParseFromString(body)
         except DecodeError as exc:
-            raise IngestError(400, f"not a valid OTLP ExportTraceServiceRequest (protobuf): {exc}") from None
+            raise IngestError(400, f"not a valid OTLP {name} (protobuf): {exc}") from None
         return message
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise IngestError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise IngestError(400, "an OTLP JSON body must be an object with resourceSpans")
+        raise IngestError(400, f"an OTLP JSON body must be an object (an {name})")
     try:
         json_format.ParseDict(_hex_ids_to_base64(data), message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise IngestError(400, f"not a valid OTLP ExportTraceServiceRequest (JSON): {exc}") from None
+        raise IngestError(400, f"not a valid OTLP {name} (JSON): {exc}") from None
     return message
 
 
-def encode_response(kind: str, rejected: int = 0, message: str = "") -> bytes:
-    """The export response (partial success when spans were rejected) in the request's encoding."""
-    response = ExportTraceServiceResponse()
-    if rejected:
-        response.partial_success.rejected_spans = rejected
-        response.partial_success.error_message = message
+def decode_traces(body: bytes, kind: str) -> ExportTraceServiceRequest:
+    """The trace export request in `body` (see `decode`)."""
+    return decode(body, kind, ExportTraceServiceRequest())
+
+
+def encode_response(kind: str, rejected: int = 0, message: str = "", *, signal: str = "traces") -> bytes:
+    """The export response of `signal` (traces or logs), with a partial success when records were
+    rejected, in the request's encoding."""
+    response: ExportTraceServiceResponse | ExportLogsServiceResponse
+    if signal == "logs":
+        response = ExportLogsServiceResponse()
+        if rejected:
+            response.partial_success.rejected_log_records = rejected
+            response.partial_success.error_message = message
+    else:
+        response = ExportTraceServiceResponse()
+        if rejected:
+            response.partial_success.rejected_spans = rejected
+            response.partial_success.error_message = message
     if kind == PROTOBUF:
         return bytes(response.SerializeToString())
     return str(json_format.MessageToJson(response, indent=None)).encode()
@@ -119,6 +137,15 @@ def value_of(value: AnyValue) -> Any:
 def attributes_of(items: Iterable[KeyValue]) -> dict[str, Any]:
     """OTLP attributes as a dict."""
     return {item.key[:256]: value_of(item.value) for item in items}
+
+
+def resource_of(resource: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """The service name, environment and version a resource's attributes name (semantic conventions)."""
+    service = str(resource.get("service.name") or "unknown_service")[:128]
+    env = str(resource.get("deployment.environment.name") or resource.get("deployment.environment")
+              or "production")[:64]
+    version = resource.get("service.version")
+    return service, env, None if version is None else str(version)[:128]
 
 
 @dataclass
@@ -189,9 +216,7 @@ def traces_of(request: ExportTraceServiceRequest, project: str) -> Decoded:
     decoded = Decoded()
     for resource_spans in request.resource_spans:
         resource = attributes_of(resource_spans.resource.attributes)
-        service = str(resource.get("service.name") or "unknown_service")[:128]
-        env = str(resource.get("deployment.environment.name") or resource.get("deployment.environment")
-                  or "production")[:64]
+        service, env, _ = resource_of(resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 row = _row(span, service, project, resource)

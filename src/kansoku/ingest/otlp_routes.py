@@ -1,7 +1,8 @@
-"""The OTLP/HTTP endpoints: /v1/traces (protobuf or JSON, gzip), /v1/logs, /v1/metrics.
+"""The OTLP/HTTP endpoints: /v1/traces and /v1/logs (protobuf or JSON, gzip), /v1/metrics.
 
-Answers follow the OTLP/HTTP specification: 200 with an ExportTraceServiceResponse in the
-request's encoding, its `partial_success` naming how many spans were rejected and why; a refusal
+Answers follow the OTLP/HTTP specification: 200 with an ExportTraceServiceResponse (or
+ExportLogsServiceResponse) in the request's encoding, its `partial_success` naming how many spans
+(or log records) were rejected and why; a refusal
 is a google.rpc.Status-shaped JSON body ({"code", "message"}) with the HTTP status that tells the
 exporter whether to retry (429 and 503 are retried, 400/401/404/413/415 are not).
 """
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from kansoku.ingest import logs as otlp_logs
 from kansoku.ingest import otlp
 from kansoku.ingest.body import IngestError
 from kansoku.ingest.keys import bearer_key
@@ -34,9 +36,15 @@ def otlp_routes(ingest: Ingest) -> list[BaseRoute]:
         return Response(otlp.encode_response(kind, decoded.rejected, decoded.reason), media_type=kind)
 
     async def logs(request: Request) -> Response:
-        await ingest.project(bearer_key(request.headers))
-        raise IngestError(404, "OTLP logs are not stored by this kansoku server yet: send traces to "
-                          "/v1/traces; keep logs in your log pipeline")
+        kind = otlp.media_type(request.headers.get("content-type"))
+        project = await ingest.project(bearer_key(request.headers))
+        body = await ingest.body(request)
+        decoded = otlp_logs.logs_of(otlp_logs.decode_logs(body, kind), project.name)
+        ingest.limit(project, len(decoded.records))
+        ingest.ingestor.accept_logs(decoded.records)
+        ingest.ingestor.counts["logs_rejected"] += decoded.rejected
+        return Response(otlp.encode_response(kind, decoded.rejected, decoded.reason, signal="logs"),
+                        media_type=kind)
 
     async def metrics(request: Request) -> Response:
         await ingest.project(bearer_key(request.headers))

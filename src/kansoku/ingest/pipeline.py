@@ -4,8 +4,9 @@ An ingested event is grouped by kansoku's own rules (`Fingerprinter`: type and i
 the normalised message; the SDK's `fingerprint`, `{{ default }}` included, when it sent one;
 the configured fingerprint rules) within its project, service and environment, classified by the
 configured severity and category rules, then queued on the `ErrorTracker` like a captured
-exception. `accept` raises IngestError 503 when a queue is full, so a sender retries rather than
-believing a record was kept.
+exception. Spans and log records are queued on their sinks (`ingest.sink`). `accept` and
+`accept_logs` raise IngestError 503 when a queue is full, so a sender retries rather than believing
+a record was kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from kansoku.errors.classify import Facts
 from kansoku.errors.fingerprint import ChainFrames, Fingerprinter, parse_rules
 from kansoku.errors.tracker import ErrorTracker
 from kansoku.ingest.body import IngestError
-from kansoku.ingest.spans import SpanSink
+from kansoku.ingest.sink import Sink
 from kansoku.typing import ErrorEvent
 
 __all__ = ["Ingestor", "chain_of"]
@@ -52,9 +53,10 @@ def facts_of_event(event: ErrorEvent) -> Facts:
 class Ingestor:
     """Groups, classifies and queues what the ingest endpoints decoded."""
 
-    def __init__(self, tracker: ErrorTracker, spans: SpanSink) -> None:
+    def __init__(self, tracker: ErrorTracker, spans: Sink, logs: Sink) -> None:
         self.tracker = tracker
         self.spans = spans
+        self.logs = logs
         self._rules = parse_rules(tracker.settings.errors.get("fingerprint_rules", ()))
         self._fingerprinters: dict[tuple[str, str, str], Fingerprinter] = {}
         self.counts: Counter[str] = Counter()
@@ -98,3 +100,10 @@ class Ingestor:
             self.counts["events"] += 1
         if ignored:
             self.counts.update({f"ignored:{k}": v for k, v in ignored.items()})
+
+    def accept_logs(self, records: Sequence[dict[str, Any]]) -> None:
+        """Queue log store records; IngestError 503 (with Retry-After) when the queue cannot take them."""
+        if records and not self.logs.submit(records):
+            self.counts["logs_refused"] += len(records)
+            raise IngestError(503, "log queue full: retry later", {"Retry-After": "5"})
+        self.counts["logs"] += len(records)

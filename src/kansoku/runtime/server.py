@@ -3,7 +3,7 @@
 One Starlette app over the configured store: Sentry envelopes and OTLP/HTTP at the root (routes
 of `kansoku.ingest`), the dashboard and API under the route prefix, `/health` and `/ready`. Its
 lifespan runs what `kansoku worker` runs (alert delivery, retention every hour) beside the error
-tracker and the span writer that the ingested records go through; at shutdown (SIGTERM, Ctrl-C)
+tracker and the span and log writers that the ingested records go through; at shutdown (SIGTERM, Ctrl-C)
 it first flushes everything it acknowledged to the store.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from kansoku.alerts import AlertEngine, Dispatcher
     from kansoku.errors import ErrorTracker
     from kansoku.ingest.routes import Ingest
-    from kansoku.ingest.spans import SpanSink
+    from kansoku.ingest.sink import Sink
     from kansoku.store import Store
 
 __all__ = ["Server", "build_server", "create_app"]
@@ -46,7 +46,8 @@ class Server:
     errors: ErrorTracker
     alerts: AlertEngine
     dispatcher: Dispatcher
-    spans: SpanSink
+    spans: Sink
+    logs: Sink
     ingest: Ingest
     debugger: None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -86,9 +87,11 @@ class Server:
         await asyncio.to_thread(self.close)
 
     def close(self, timeout: float = FLUSH_SECONDS) -> None:
-        """Flush the span writer and the error tracker, then close the store."""
+        """Flush the span and log writers and the error tracker, then close the store."""
         with _safety.suppress_internal_errors("server.close.spans"):
             self.spans.close(timeout)
+        with _safety.suppress_internal_errors("server.close.logs"):
+            self.logs.close(timeout)
         with _safety.suppress_internal_errors("server.close.errors"):
             self.errors.close(timeout)
         with _safety.suppress_internal_errors("server.close.alerts"):
@@ -102,9 +105,10 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
     from kansoku.errors import ErrorTracker
     from kansoku.ingest import ingest_routes
     from kansoku.ingest.keys import KeyCache, RateLimiter
+    from kansoku.ingest.logs import log_sink
     from kansoku.ingest.pipeline import Ingestor
     from kansoku.ingest.routes import Ingest
-    from kansoku.ingest.spans import SpanSink
+    from kansoku.ingest.spans import span_sink
     from kansoku.logs import configure_logging
     from kansoku.runtime.endpoints import Readiness, ReadyEndpoint
     from kansoku.store import Store
@@ -118,11 +122,12 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
     errors = ErrorTracker(settings, store.engine)
     alerts = AlertEngine(settings, store.engine)
     errors.add_listener(alerts.on_error)
-    spans = SpanSink(store.engine, errors.redactor, maxsize=settings.queue_size)
+    spans = span_sink(store.engine, errors.redactor, maxsize=settings.queue_size)
+    logs = log_sink(store.engine, errors.redactor, maxsize=settings.queue_size)
     ingest = Ingest(settings, KeyCache(lambda key: authenticate(store.engine, key)), RateLimiter(),
-                    Ingestor(errors, spans))
+                    Ingestor(errors, spans, logs))
     server = Server(settings, store, errors, alerts, Dispatcher(settings, store.engine, alert_engine=alerts),
-                    spans, ingest)
+                    spans, logs, ingest)
     readiness = Readiness()
     readiness.register("store", store.ping)
     readiness.register("errors", errors.problem)

@@ -45,7 +45,7 @@ MAX_TOKENS: Final = 64  # per record: a record with a thousand fields indexes it
 MAX_DEPTH: Final = 3
 MAX_LIST_ITEMS: Final = 16
 _LIMITS: Final = {"logger": 256, "service": 128, "environment": 64, "version": 128, "request_id": 128,
-                  "trace_id": 32, "span_id": 16}
+                  "trace_id": 32, "span_id": 16, "project": 128}
 BLOCK_ROWS: Final = 64
 WORD: Final = re.compile(r"[^\W_]+")  # a word as SQLite's unicode61 tokenizer cuts them: letters and digits
 FTS_TABLE: Final = "kansoku_logs_fts"  # SQLite only
@@ -67,6 +67,7 @@ class LogRecord(TypedDict, total=False):
     request_id: str | None
     trace_id: str | None  # 32 hex digits
     span_id: str | None  # 16 hex digits
+    project: str | None  # the kansoku server project it was ingested into; None: the app's own
     attributes: dict[str, Any]  # every other field, JSON-ready
 
 
@@ -224,7 +225,7 @@ def log_row(record: Mapping[str, Any], tokens: Tokens = _TOKENS) -> dict[str, An
 
 
 _COLUMNS: Final = ("timestamp", "level", "logger", "message", "service", "environment", "version", "request_id",
-                   "trace_id", "span_id", "attributes", "search")
+                   "trace_id", "span_id", "attributes", "search", "project")
 
 
 def write_logs(engine: Engine, records: Iterable[Mapping[str, Any]]) -> int:
@@ -251,7 +252,7 @@ def _insert_sqlite(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
         first = max(last_row, last_block[0] if last_block else 0) + 1
         values = [(first + n, r["timestamp"], r["level"], r["logger"], r["message"], r["service"],
                    r["environment"], r["version"], r["request_id"], r["trace_id"], r["span_id"],
-                   _json_dumps(r["attributes"]), r["search"]) for n, r in enumerate(rows)]
+                   _json_dumps(r["attributes"]), r["search"], r["project"]) for n, r in enumerate(rows)]
         marks = ", ".join("?" * (len(_COLUMNS) + 1))
         cursor.executemany(f"INSERT INTO {logs.name} (id, {', '.join(_COLUMNS)}) VALUES ({marks})", values)  # noqa: S608
         blocks = []
@@ -268,11 +269,11 @@ def _insert_sqlite(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
 _PG_INSERT: Final = text(
     f"INSERT INTO {logs.name} ({', '.join(_COLUMNS)}) "  # noqa: S608 - own names, bound values
     "SELECT t, l, g, m, s, e, v, r, tr, sp, CAST(a AS JSONB), "
-    "to_tsvector('simple', w) || CAST(k AS TSVECTOR) "
+    "to_tsvector('simple', w) || CAST(k AS TSVECTOR), p "
     "FROM unnest(CAST(:t AS FLOAT8[]), CAST(:l AS SMALLINT[]), CAST(:g AS TEXT[]), CAST(:m AS TEXT[]), "
     "CAST(:s AS TEXT[]), CAST(:e AS TEXT[]), CAST(:v AS TEXT[]), CAST(:r AS TEXT[]), CAST(:tr AS TEXT[]), "
-    "CAST(:sp AS TEXT[]), CAST(:a AS TEXT[]), CAST(:k AS TEXT[]), CAST(:w AS TEXT[])) "
-    "AS u(t, l, g, m, s, e, v, r, tr, sp, a, k, w)"
+    "CAST(:sp AS TEXT[]), CAST(:a AS TEXT[]), CAST(:k AS TEXT[]), CAST(:w AS TEXT[]), CAST(:p AS TEXT[])) "
+    "AS u(t, l, g, m, s, e, v, r, tr, sp, a, k, w, p)"
 )
 
 
@@ -289,7 +290,7 @@ def _insert_postgres(conn: Any, rows: Sequence[dict[str, Any]]) -> None:
         "v": [clean(r["version"]) for r in rows], "r": [clean(r["request_id"]) for r in rows],
         "tr": [clean(r["trace_id"]) for r in rows], "sp": [clean(r["span_id"]) for r in rows],
         "a": [_json_dumps(r["attributes"]).replace("\\u0000", "\\ufffd") for r in rows],  # jsonb refuses NUL
-        "k": [r["search"] for r in rows],
+        "k": [r["search"] for r in rows], "p": [clean(r["project"]) for r in rows],
         # The message's words cut as on SQLite (PostgreSQL's parser would read "order-5" as "order", "-5").
         "w": [" ".join(WORD.findall(r["message"])) for r in rows],
     })

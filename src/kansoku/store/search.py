@@ -34,7 +34,7 @@ MAX_LIMIT: Final = 1000
 LEVEL_NAMES: Final = {5: "trace", 10: "debug", 20: "info", 30: "warning", 40: "error", 50: "critical"}
 _C = logs.c
 _COLUMNS: Final = (_C.id, _C.timestamp, _C.level, _C.logger, _C.message, _C.service, _C.environment, _C.version,
-                   _C.request_id, _C.trace_id, _C.span_id, _C.attributes)
+                   _C.request_id, _C.trace_id, _C.span_id, _C.project, _C.attributes)
 _NUMBER: Final = re.compile(r"[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _BLOCKS_PER_STEP: Final = 64
 _DURATION_FIELDS: Final = {"duration": "duration_ms", "duration_ms": "duration_ms"}

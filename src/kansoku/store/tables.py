@@ -192,6 +192,7 @@ logs = Table(  # one row per stored log line; see store/logs.py for the search i
     # The field tokens (store/logs.py); on PostgreSQL a tsvector of them and the message's words,
     # under a GIN index; on SQLite text, with FTS5 over blocks of rows (both made by the migration).
     Column("search", Text().with_variant(TSVECTOR(), "postgresql"), nullable=False, default=""),
+    Column("project", String(128)),  # the kansoku server project it was ingested into; NULL: native
     Index("ix_kansoku_logs_timestamp", "timestamp"),
     Index("ix_kansoku_logs_level_id", "level", "id"),
 )
