@@ -1,5 +1,5 @@
-"""The real JavaScript SDKs from npm (@sentry/node, @opentelemetry/sdk-node), configured only by
-their environment variables, reporting to kansoku server."""
+"""The real JavaScript SDKs from npm (@sentry/node, @opentelemetry/sdk-node, @opentelemetry/sdk-logs),
+configured only by their environment variables, reporting to kansoku server."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from kansoku.store import queries
+from kansoku.store.search import search_logs
 from kansoku.store.tables import spans
 
 from .conftest import Running, run_node, wait_for
@@ -56,3 +57,25 @@ def test_opentelemetry_node_and_a_kansoku_service_make_one_trace(
     assert rows["inventory", "SERVER"].name == "GET /inventory"
     group = wait_for(lambda: queries.list_groups(running.engine, status=None)["items"], what="the error")[0]
     assert (group["title"], group["service"]) == ("Error: stock check failed for sku 42", "checkout-node")
+
+
+def test_opentelemetry_node_logs_are_searchable(running: Running, node_modules: Path) -> None:
+    """@opentelemetry/sdk-logs' records, exported by OTLP/HTTP, are log lines of the Node service and
+    the project: found by field, level and project, the warning in its span's trace."""
+    out = run_node(node_modules, "otel_logs.js", {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": running.config["otlp_endpoint"],
+        "OTEL_EXPORTER_OTLP_HEADERS": running.config["otlp_headers"],
+        "OTEL_SERVICE_NAME": "checkout-node", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=prod"})
+    trace_id = json.loads(out.strip().splitlines()[-1])["trace_id"]
+
+    def lines(query: str) -> list[dict[str, Any]]:
+        return list(search_logs(running.engine, query)["lines"])
+
+    wait_for(lambda: len(lines("service=checkout-node")) == 3, what="3 Node log lines")
+    (warning,) = lines("cart.id=cart-501")
+    assert (warning["message"], warning["level"], warning["logger"], warning["trace_id"], warning["environment"],
+            warning["project"], warning["attributes"]["items"]) == (
+        "cart nearly full", "warning", "checkout.cart", trace_id, "prod", "shop", 19)
+    assert [line["message"] for line in lines("level>=error project=shop")] == ["payment refused"]
+    (structured,) = lines("level=info service=checkout-node")
+    assert json.loads(structured["message"]) == {"step": "checkout", "ok": True}
