@@ -16,8 +16,9 @@ PORT ?= 8000
 demo: setup  ## run `kansoku demo` on PORT (default 8000): the example shop, instrumented, with traffic and the dashboard
 	$(VENV)/bin/kansoku demo --port $(PORT)
 
-system-deps:  ## PostgreSQL, Prometheus, Alertmanager and Chromium for the real-component tests
+system-deps:  ## PostgreSQL, Prometheus, Alertmanager, Chromium... and Arize Phoenix for the real-component tests
 	scripts/install-system-deps
+	scripts/install-phoenix
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench scripts
