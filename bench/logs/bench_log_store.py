@@ -182,31 +182,13 @@ def _count(name: str, count: int) -> None:
         current.close(30)
 
 
-def _callgrind(name: str, count: int) -> tuple[int, int]:
-    """(main thread, other threads) instructions of one process serving `count` requests."""
-    import re
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
-                        sys.executable, __file__, "--count", str(count), "--one", name], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        main, others = 0, 0
-        for path in sorted(Path(tmp).glob("callgrind.out*")):
-            match = re.search(r"^summary:\s+(\d+)", path.read_text(errors="replace"), re.MULTILINE)
-            found = int(match.group(1)) if match else 0
-            if path.name.endswith("-01"):
-                main += found
-            else:
-                others += found
-        return main, others
-
-
 def instructions(configs: list[str], small: int = 100, large: int = 600) -> dict[str, tuple[float, float]]:
+    from bench.callgrind import per_request
+
     out = {}
     for name in configs:
-        low, high = _callgrind(name, small), _callgrind(name, large)
-        per = ((high[0] - low[0]) / (large - small), (high[1] - low[1]) / (large - small))
+        per = per_request(lambda n, name=name: [sys.executable, __file__, "--count", str(n), "--one", name],
+                          small, large)
         out[name] = per
         print(f"  {name:20s} {per[0] / 1000:8.1f} k instructions/request on the request path, "
               f"{per[1] / 1000:8.1f} k in other threads", file=sys.stderr, flush=True)

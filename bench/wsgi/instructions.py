@@ -10,32 +10,24 @@ cost cancel out: instructions per request, and the added instructions against ba
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import callgrind  # noqa: E402
 from bench.wsgi.apps import CONFIGS  # noqa: E402
 
 SMALL, LARGE = 200, 1200
 
 
-def instructions(config: str, count: int) -> int:
-    """Instructions of one process serving `count` requests (after a fixed warm-up) of `config`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                        str(HERE / "bench_wsgi.py"), "--count", str(count), config],
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        match = re.search(r"^summary:\s+(\d+)", out.read_text(errors="replace"), re.MULTILINE)
-        if match is None:
-            raise SystemExit(f"no callgrind summary for {config}")
-        return int(match.group(1))
+def instructions(config: str, requests: int) -> int:
+    """Instructions of one process serving `requests` requests (after a fixed warm-up) of `config`."""
+    argv = [sys.executable, str(HERE / "bench_wsgi.py"), "--count", str(requests), config]
+    main_thread, others = callgrind.count(argv)
+    return main_thread + others
 
 
 def main() -> None:
