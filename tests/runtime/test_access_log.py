@@ -54,6 +54,27 @@ async def test_starlette_routes_and_mounts_are_templated(runtime: Any, client_fo
                                                           "/shop/{path}"]
 
 
+async def test_starlette_convertors_are_not_part_of_the_route(runtime: Any, client_for: Any,
+                                                             logged: list[Any]) -> None:
+    """`/users/{user_id:str}` is labelled `/users/{user_id}` in the access line and the metrics, mounted
+    routes included, as every other framework and OpenTelemetry's `http.route` spell a template."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    async def echo(request: Any) -> Any:
+        return PlainTextResponse(str(request.path_params))
+
+    app = Starlette(routes=[Route("/users/{user_id:str}", echo),
+                            Mount("/shop", routes=[Route("/orders/{order_id:int}", echo)])])
+    async with client_for(KansokuMiddleware(app, runtime=runtime)) as client:
+        assert (await client.get("/users/alice")).status_code == 200
+        assert (await client.get("/shop/orders/991")).status_code == 200
+    assert [line["route"] for line in _access(logged)] == ["/users/{user_id}", "/shop/orders/{order_id}"]
+    assert runtime.value("http_requests_total", method="GET", route="/users/{user_id}", status="200") == 1.0
+    assert runtime.value("http_requests_total", method="GET", route="/shop/orders/{order_id}", status="200") == 1.0
+
+
 async def test_bare_asgi_app_paths_share_one_route(runtime: Any, client_for: Any, logged: list[Any]) -> None:
     """A bare ASGI app has no routes: every path gets the unmatched route value."""
     async with client_for(KansokuMiddleware(bare_app, runtime=runtime)) as client:

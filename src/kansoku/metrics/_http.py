@@ -327,9 +327,11 @@ def route_template(scope: Scope, root_path: str) -> str:
     """The route template the app matched (Starlette/FastAPI's `scope["route"]`), or UNMATCHED.
 
     Mounted apps extend `root_path`; their part of it is put in front of the inner route's path.
+    The template is Starlette's `path_format`, without convertors (`/traces/{trace_id}`, not
+    `{trace_id:str}`), as OpenTelemetry's `http.route` and every other framework spell it.
     """
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(path, str):
         return UNMATCHED
     inner_root: str = scope.get("root_path", "")

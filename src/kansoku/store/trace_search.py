@@ -24,22 +24,24 @@ from kansoku.store.logs import scalar_text
 from kansoku.store.query_syntax import FieldTerm, Query, QuerySyntaxError, TextTerm, parse, parse_duration_ms
 from kansoku.store.tables import spans
 
-__all__ = ["MAX_LIMIT", "TraceSearch", "compile_traces", "get_trace", "search_traces", "trace_row",
+__all__ = ["LIST_COLUMNS", "MAX_LIMIT", "TraceSearch", "compile_traces", "get_trace", "search_traces", "trace_row",
            "traces_of_group"]
 
 MAX_LIMIT: Final = 500
 _S = spans.c
 _ROOT_ATTRIBUTES: Final = {"route": "http.route", "method": "http.request.method"}
-_COLUMNS: Final = (_S.trace_id, _S.span_id, _S.name, _S.service, _S.kind, _S.start_time, _S.duration_ms, _S.status,
+LIST_COLUMNS: Final = (_S.trace_id, _S.span_id, _S.name, _S.service, _S.kind, _S.start_time, _S.duration_ms, _S.status,
                    _S.attributes)
 
 
 def trace_row(row: Any) -> dict[str, Any]:
-    """A root span as a trace of the list: ids, name, service, start, duration, status, route, HTTP status."""
+    """A root span as a trace of the list: ids, name, service, start, duration, status, route, HTTP
+    status and the request's path (what names a request that matched no route)."""
     data = dict(row._mapping)
     attributes = data.pop("attributes") or {}
     data["route"] = attributes.get("http.route")
     data["http_status"] = attributes.get("http.response.status_code")
+    data["path"] = attributes.get("url.path")
     return data
 
 
@@ -152,7 +154,7 @@ def search_traces(engine: Engine, query: str | Query = "", *, limit: int = 50,
     conditions = list(search.conditions)
     if before is not None:
         conditions.append(_S.start_time < before)
-    statement = select(*_COLUMNS).where(and_(*conditions)).order_by(_S.start_time.desc()).limit(limit)
+    statement = select(*LIST_COLUMNS).where(and_(*conditions)).order_by(_S.start_time.desc()).limit(limit)
     with engine.connect() as conn:
         rows = [trace_row(row) for row in conn.execute(statement)]
     return {"query": search.query.text, "traces": rows,

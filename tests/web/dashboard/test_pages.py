@@ -37,7 +37,7 @@ async def test_overview_shows_traffic_errors_and_notifications(client: httpx.Asy
     assert html.count("<polyline") >= 3
     assert "ConnectionError: db went away" in html  # regressed
     assert "HTTP 503" not in html  # the overview lists notifications, not their errors
-    assert "critical_errors → pager" in html
+    assert '<a href="/kansoku/alerts#rule-critical_errors">critical_errors</a> → pager' in html
 
 
 async def test_overview_links_latency_to_the_slow_traces(client: httpx.AsyncClient) -> None:

@@ -6,9 +6,17 @@ import math
 
 import pytest
 
-from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart, nice_ceiling
+from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_chart, nice_ceiling, period
 from kansoku.web.dashboard.filters import ErrorFilters
-from kansoku.web.dashboard.present import chain, frame_lines, human_bytes, mask_channel, waterfall
+from kansoku.web.dashboard.present import (
+    chain,
+    frame_lines,
+    human_bytes,
+    mask_channel,
+    span_status,
+    span_title,
+    waterfall,
+)
 from kansoku.web.dashboard.render import ago, query_string, timestamp
 from kansoku.web.dashboard.series import Point, parse_buckets, quantile, request_points, totals
 
@@ -163,3 +171,24 @@ def test_function_rows_in_milliseconds() -> None:
                        "p95_ms": None, "p99_ms": None, "min_ms": None, "max_ms": None}
     assert [r["name"] for r in sort_rows(rows, "total_ms", descending=False)] == ["g", "f"]
     assert [r["name"] for r in sort_rows(rows, "mean_ms", descending=True)] == ["f", "g"]
+
+
+@pytest.mark.parametrize(("minutes", "text"), [
+    (0, "0 s"), (0.5, "30 s"), (1, "1 min"), (2.5, "2 min 30 s"), (60, "1 h"), (90, "1 h 30 min"),
+    (1440, "1 d"), (1441.5, "1 d 1 min"), (None, "–"),
+])
+def test_period_says_a_length_of_time_as_people_do(minutes: float | None, text: str) -> None:
+    """Configured minutes read '30 s', '1 h 30 min': at most two units, never '0.5 min'."""
+    assert period(minutes) == text
+
+
+def test_span_title_and_status() -> None:
+    """An unmatched server span is titled by method and path; UNSET and OK read 'ok', ERROR 'error'."""
+    unmatched = {"name": "GET", "kind": "SERVER", "attributes": {"url.path": "/missing"}, "status": "UNSET"}
+    listed = {"name": "POST", "kind": "SERVER", "route": None, "path": "/nope", "status": "ERROR"}
+    matched = {"name": "GET /a/{id}", "kind": "SERVER", "attributes": {"http.route": "/a/{id}", "url.path": "/a/1"}}
+    assert [span_title(s) for s in (unmatched, listed, matched)] == [
+        "GET (no route) /missing", "POST (no route) /nope", "GET /a/{id}"]
+    assert span_title({"name": "SELECT", "kind": "CLIENT", "attributes": {"url.path": "/x"}}) == "SELECT"
+    assert [span_status({"status": s}) for s in ("UNSET", "OK", "ERROR", "error", None)] == [
+        "ok", "ok", "error", "error", "ok"]

@@ -15,16 +15,29 @@ MAX_DELIVERIES = 500
 
 
 def recent_notifications(engine: Engine, limit: int = 8) -> list[Row]:
-    """The newest outbox rows (alerts sent, pending or dead)."""
-    return rows(engine, select(_O.id, _O.created_at, _O.channel, _O.rule, _O.kind, _O.status, _O.attempts,
-                               _O.group_key, _O.last_error).order_by(_O.created_at.desc()).limit(limit))
+    """The newest outbox rows (alerts sent, pending or dead), with what fired them (`_what_fired`)."""
+    found = rows(engine, select(_O.id, _O.created_at, _O.channel, _O.rule, _O.kind, _O.status, _O.attempts,
+                                _O.group_key, _O.last_error, _O.payload).order_by(_O.created_at.desc()).limit(limit))
+    return [_what_fired(dict(row)) for row in found]
+
+
+def _what_fired(item: dict[str, Any]) -> dict[str, Any]:
+    """Replace an outbox row's payload by the alert's `title` and the `group_id` of its error group
+    (None for alerts about a service's error ratio or a monitor, which name no group)."""
+    payload = item.pop("payload") or {}
+    alert = payload.get("item") if isinstance(payload, dict) else None
+    alert = alert if isinstance(alert, dict) else {}
+    group_id = alert.get("group_id")
+    item["title"] = str(alert.get("title", ""))
+    item["group_id"] = group_id if isinstance(group_id, int) and not isinstance(group_id, bool) else None
+    return item
 
 
 def deliveries(
     engine: Engine, *, status: str | None = None, channel: str | None = None, rule: str | None = None,
     limit: int = 50, offset: int = 0,
 ) -> dict[str, Any]:
-    """Outbox rows, newest first, with the alert's title and their number of recorded attempts.
+    """Outbox rows, newest first, with what fired them (`_what_fired`) and their number of recorded attempts.
 
     Returns `{"items": [...], "total": n, "limit": .., "offset": ..}`.
     """
@@ -41,10 +54,7 @@ def deliveries(
                  .where(*where).order_by(_O.created_at.desc(), _O.id.desc()).limit(limit).offset(offset))
     with engine.connect() as conn:
         total = int(conn.execute(select(func.count()).select_from(outbox).where(*where)).scalar_one())
-        found = [dict(row) for row in conn.execute(statement).mappings()]
-    for item in found:
-        payload = item.pop("payload") or {}
-        item["title"] = str((payload.get("item") or {}).get("title", "")) if isinstance(payload, dict) else ""
+        found = [_what_fired(dict(row)) for row in conn.execute(statement).mappings()]
     return {"items": found, "total": total, "limit": limit, "offset": offset}
 
 

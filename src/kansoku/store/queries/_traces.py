@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, select, true
+from typing import Any
+
+from sqlalchemy import Engine, Select, select, true
 
 from kansoku.store.queries._common import Row, rows
 from kansoku.store.tables import error_events, error_groups, spans
+from kansoku.store.trace_search import LIST_COLUMNS, trace_row
 
 _S = spans.c
-_SPAN_LIST = (_S.trace_id, _S.span_id, _S.name, _S.service, _S.start_time, _S.duration_ms, _S.status)
 
 
 def recent_roots(engine: Engine, limit: int = 50) -> list[Row]:
-    """The newest root spans (one per trace and service)."""
-    return rows(engine, select(*_SPAN_LIST).where(_S.is_root == true()).order_by(_S.start_time.desc()).limit(limit))
+    """The newest root spans (one per trace and service), as trace search lists them (`trace_row`)."""
+    return _traces(engine, select(*LIST_COLUMNS).where(_S.is_root == true()).order_by(_S.start_time.desc())
+                   .limit(limit))
 
 
 def slowest_roots(engine: Engine, since: float, limit: int = 50) -> list[Row]:
-    """The slowest root spans that started after `since`."""
-    return rows(engine, select(*_SPAN_LIST).where(_S.is_root == true(), _S.start_time >= since)
-                .order_by(_S.duration_ms.desc()).limit(limit))
+    """The slowest root spans that started after `since`, as trace search lists them (`trace_row`)."""
+    return _traces(engine, select(*LIST_COLUMNS).where(_S.is_root == true(), _S.start_time >= since)
+                   .order_by(_S.duration_ms.desc()).limit(limit))
+
+
+def _traces(engine: Engine, statement: Select[Any]) -> list[Row]:
+    with engine.connect() as conn:
+        return [trace_row(row) for row in conn.execute(statement)]
 
 
 def trace_spans(engine: Engine, trace_id: str, limit: int = 2000) -> list[Row]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from markupsafe import Markup, escape
 
-__all__ = ["bar_chart", "compact", "duration", "line_chart", "nice_ceiling"]
+__all__ = ["bar_chart", "compact", "duration", "line_chart", "nice_ceiling", "period"]
 
 WIDTH, HEIGHT = 640, 180
 LEFT, RIGHT, TOP, BOTTOM = 52, 8, 10, 24
@@ -41,6 +41,24 @@ def duration(ms: float | None) -> str:
     if ms >= 1000:
         return f"{ms / 1000:.2f} s"
     return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def period(minutes: float | None) -> str:
+    """A configured length of time in minutes as people say it: '30 s', '5 min', '1 h 30 min', '2 d'.
+
+    At most two units, the larger first; seconds are rounded (a rule's 0.5 minutes is '30 s').
+    """
+    if minutes is None:
+        return "–"
+    seconds = round(float(minutes) * 60)
+    if seconds <= 0:
+        return "0 s"
+    parts = []
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return " ".join(parts[:2])
 
 
 def nice_ceiling(value: float) -> float:

@@ -23,6 +23,8 @@ __all__ = [
     "human_bytes",
     "mask_channel",
     "mask_settings",
+    "span_status",
+    "span_title",
     "waterfall",
 ]
 
@@ -73,6 +75,24 @@ def chain(data: Mapping[str, Any]) -> list[dict[str, Any]]:
         exc["link"] = RELATIONS.get(str(exc.get("relation", "")))
         exc["frames"] = [dict(f) for f in exc.get("frames") or [] if isinstance(f, Mapping)]
     return found[::-1]  # the raised exception first: it is what the reader came for
+
+
+def span_title(span: Mapping[str, Any]) -> str:
+    """A span's name as a list shows it; a server span that matched no route is named by its
+    method alone (OpenTelemetry's rule for a low-cardinality name), so its path is added here:
+    'GET (no route) /missing'."""
+    name = str(span.get("name", ""))
+    attributes = span.get("attributes") or {}
+    route = span.get("route") or attributes.get("http.route")
+    path = span.get("path") or attributes.get("url.path")
+    if span.get("kind") == "SERVER" and not route and path and " " not in name:
+        return f"{name} (no route) {path}"
+    return name
+
+
+def span_status(span: Mapping[str, Any]) -> str:
+    """'error' for a span that failed, else 'ok': OpenTelemetry's UNSET means no error was recorded."""
+    return "error" if str(span.get("status", "")).upper() == "ERROR" else "ok"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,11 +17,13 @@ from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from kansoku.web.auth import CSRF_FIELD, access_of
-from kansoku.web.dashboard.charts import compact, duration
+from kansoku.web.dashboard.charts import compact, duration, period
+from kansoku.web.dashboard.present import span_status, span_title
 
 __all__ = ["TEMPLATES_DIR", "ago", "make_templates", "render", "timestamp"]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def timestamp(value: float | None) -> str:
@@ -48,6 +51,11 @@ def ago(value: float | None, now: float | None = None) -> str:
     return "just now"
 
 
+def slug(value: Any) -> str:
+    """A name made fit for an element id and a #fragment: runs of other characters become '-'."""
+    return _NOT_SLUG.sub("-", str(value)).strip("-") or "-"
+
+
 def pretty_json(value: Any) -> str:
     """Indented JSON for <pre> blocks."""
     return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
@@ -68,8 +76,9 @@ def make_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ts=timestamp, iso=iso, ago=ago, compact=compact, duration=duration,
-                       pretty_json=pretty_json, qs=query_string, todict=dict)
+    env.filters.update(ts=timestamp, iso=iso, ago=ago, compact=compact, duration=duration, period=period,
+                       pretty_json=pretty_json, qs=query_string, slug=slug, todict=dict,
+                       span_status=span_status, span_title=span_title)
     env.globals["csrf_field"] = CSRF_FIELD
     return Jinja2Templates(env=env)
 

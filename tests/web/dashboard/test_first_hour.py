@@ -1,0 +1,89 @@
+"""What a newcomer reads on a fresh store: statuses, unmatched requests, releases, suppression, deliveries."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from kansoku.store import tables as t
+
+
+def _root(trace_id: str, name: str, start: float, attributes: dict[str, Any], status: str = "UNSET") -> dict[str, Any]:
+    return {"span_id": trace_id[:16], "trace_id": trace_id, "parent_id": None, "name": name, "kind": "SERVER",
+            "service": "shop", "start_time": start, "end_time": start + 0.002, "duration_ms": 2.0,
+            "status": status, "status_message": None, "attributes": attributes, "events": [], "is_root": True}
+
+
+async def test_spans_show_ok_not_unset_and_unmatched_requests_their_path(
+        client: httpx.AsyncClient, engine: sa.Engine, seeded: Any) -> None:
+    """A span with no error reads 'ok' (never OTel's raw UNSET); a request that matched no route is
+    listed by its path, 'GET (no route) /missing', in the list and in its waterfall."""
+    with engine.begin() as conn:
+        conn.execute(t.spans.insert(), [
+            _root("1" * 32, "GET", seeded.NOW - 20, {"url.path": "/missing", "http.response.status_code": 404}),
+            _root("2" * 32, "GET /orders/{order_id}", seeded.NOW - 10,
+                  {"url.path": "/orders/7", "http.route": "/orders/{order_id}", "http.response.status_code": 200}),
+        ])
+    listing = (await client.get("/traces")).text
+    assert "unset" not in listing.lower()
+    assert "GET (no route) /missing</a>" in listing
+    assert "GET /orders/{order_id}</a>" in listing  # a matched route is named by its template alone
+    assert re.search(r'st-ok">ok</span> <small>HTTP 404</small>', listing)
+    assert re.search(r'st-error">error</span>', listing)  # the seeded failed POST /orders
+    trace = (await client.get(f"/traces/{'1' * 32}")).text
+    assert '<span class="span-name">GET (no route) /missing</span>' in trace
+
+
+async def test_a_group_without_releases_says_how_to_set_one(client: httpx.AsyncClient, engine: sa.Engine) -> None:
+    """A group with no release says so plainly and names KANSOKU_VERSION (no 'Releases, dash to dash')."""
+    with engine.begin() as conn:
+        conn.execute(t.error_groups.update().where(t.error_groups.c.id == 1).values(
+            first_release=None, last_release=None))
+    html = (await client.get("/errors/1")).text
+    assert "– → –" not in html
+    assert "no release: set <code>KANSOKU_VERSION</code>" in html
+    assert "1.0.0 → 1.2.0" in (await client.get("/errors/3")).text  # releases set: shown as before
+
+
+async def test_rule_times_read_as_people_say_them(make_app: Any, seeded: Any) -> None:
+    """Suppression and windows read '30 s', '1 h 30 min', 'none: every alert is sent', never '0.0 min'."""
+    rules = [
+        {"name": "no_pause", "kind": "first_seen", "suppression_minutes": 0, "channels": ["ops"]},
+        {"name": "half_minute", "suppression_minutes": 0.5, "time_window_minutes": 90, "channels": ["ops"]},
+    ]
+    alerts = {"channels": [{"name": "ops", "type": "webhook", "url": "https://hooks.example.com/x"}], "rules": rules}
+    async with seeded.asgi_client(make_app(alerts=alerts)) as c:
+        html = (await c.get("/alerts")).text
+    assert "0.0 min" not in html and "0.5 min" not in html
+    assert "none: every alert is sent" in html
+    assert "30 s between alerts" in html
+    assert "1 in 1 h 30 min" in html
+    assert 'id="rule-half_minute"' in html  # the target of the delivery rows' links
+
+
+async def test_delivery_rows_name_the_rule_and_the_group_with_links(
+        client: httpx.AsyncClient, engine: sa.Engine, seeded: Any) -> None:
+    """Each notification links the rule that fired it and the error group it is about (or its monitor)."""
+    item = {"group_key": "abc", "group_id": 1, "title": "ValueError: amount over limit"}
+    with engine.begin() as conn:
+        conn.execute(t.outbox.insert(), [
+            {"id": 3, "created_at": seeded.NOW - 30, "channel": "ops", "rule": "critical_errors", "group_key": "abc",
+             "kind": "trigger", "idempotency_key": "k3", "payload": {"rule": {"name": "critical_errors"}, "item": item},
+             "status": "sent", "attempts": 1, "next_attempt_at": seeded.NOW - 30, "sent_at": seeded.NOW - 29,
+             "last_error": None},
+            {"id": 4, "created_at": seeded.NOW - 20, "channel": "ops", "rule": "monitor_missed",
+             "group_key": "monitor:nightly", "kind": "trigger", "idempotency_key": "k4",
+             "payload": {"item": {"group_key": "monitor:nightly", "group_id": None, "title": "nightly missed a run"}},
+             "status": "sent", "attempts": 1, "next_attempt_at": seeded.NOW - 20, "sent_at": seeded.NOW - 19,
+             "last_error": None},
+        ])
+    expected = ('<a href="/kansoku/alerts#rule-critical_errors">critical_errors</a> → ops: '
+                '<a href="/kansoku/errors/1">ValueError: amount over limit</a>')
+    monitor = '→ ops: <a href="/kansoku/monitors">nightly missed a run</a>'
+    for page in ("/alerts", "/"):
+        html = (await client.get(page)).text
+        assert expected in html, page
+        assert monitor in html, page
