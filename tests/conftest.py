@@ -1,7 +1,8 @@
-"""Fixtures shared by every test: strict mode, a throwaway PostgreSQL server, free ports."""
+"""Fixtures shared by every test: strict mode, a throwaway PostgreSQL server, free ports, a webhook receiver."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pwd
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -304,3 +306,41 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
 def poll() -> Callable[..., Any]:
     """`poll(check, timeout=20)`: wait until `check()` is truthy and return it (never a bare sleep)."""
     return wait_for
+
+
+class Hooks:
+    """A local webhook receiver: the JSON bodies it got, in order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                hooks.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def kinds(self) -> list[str]:
+        return [body["kind"] for body in self.bodies]
+
+
+@pytest.fixture
+def hooks() -> Iterator[Hooks]:
+    """A running webhook receiver."""
+    made = Hooks()
+    yield made
+    made.server.shutdown()
+    made.server.server_close()

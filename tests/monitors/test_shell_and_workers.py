@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +18,9 @@ from kansoku.store import create_store_engine
 from kansoku.store import monitors as stored
 from kansoku.testing import isolated_runtime
 
+from ..conftest import Hooks
+
 KANSOKU = [str(Path(sys.executable).parent / "kansoku")]  # the console script, as a shell job runs it
-
-
-class Hooks:
-    """A local webhook receiver: the JSON bodies it got, in order."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                hooks.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def kinds(self) -> list[str]:
-        return [body["kind"] for body in self.bodies]
-
-
-@pytest.fixture
-def hooks() -> Iterator[Hooks]:
-    """A running webhook receiver."""
-    made = Hooks()
-    yield made
-    made.server.shutdown()
-    made.server.server_close()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,8 @@
 Each request is authenticated by its project key (`keys`), read with size limits while reading and
 decompressed with a bound on the output (`body`), decoded (`sentry`, `otlp`), and handed to the
 same parts as native data: error events to the `ErrorTracker` (grouping, classification,
-regressions, alerts), spans to the span store through a bounded writer (`spans`). A request is
+regressions, alerts), spans and log records to their stores through bounded writers (`sink`,
+`spans`, `logs`), Sentry check-ins to the cron monitors (`checkins`). A request is
 answered 2xx only once what it carried was accepted by those bounded queues, which flush at
 shutdown; malformed input is answered 400 with the reason, never 500.
 """

@@ -4,7 +4,8 @@ An ingested event is grouped by kansoku's own rules (`Fingerprinter`: type and i
 the normalised message; the SDK's `fingerprint`, `{{ default }}` included, when it sent one;
 the configured fingerprint rules) within its project, service and environment, classified by the
 configured severity and category rules, then queued on the `ErrorTracker` like a captured
-exception. Spans and log records are queued on their sinks (`ingest.sink`). `accept` and
+exception. Spans and log records are queued on their sinks (`ingest.sink`); monitor check-ins are
+written to the store before the answer (`accept_checkins`, a few per job run). `accept` and
 `accept_logs` raise IngestError 503 when a queue is full, so a sender retries rather than believing
 a record was kept.
 """
@@ -12,14 +13,18 @@ a record was kept.
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
+
+from sqlalchemy import Engine
 
 from kansoku.errors.classify import Facts
 from kansoku.errors.fingerprint import ChainFrames, Fingerprinter, parse_rules
 from kansoku.errors.tracker import ErrorTracker
 from kansoku.ingest.body import IngestError
+from kansoku.ingest.checkins import CheckIn, record_checkins
 from kansoku.ingest.sink import Sink
 from kansoku.typing import ErrorEvent
 
@@ -53,10 +58,11 @@ def facts_of_event(event: ErrorEvent) -> Facts:
 class Ingestor:
     """Groups, classifies and queues what the ingest endpoints decoded."""
 
-    def __init__(self, tracker: ErrorTracker, spans: Sink, logs: Sink) -> None:
+    def __init__(self, tracker: ErrorTracker, spans: Sink, logs: Sink, engine: Engine) -> None:
         self.tracker = tracker
         self.spans = spans
         self.logs = logs
+        self.engine = engine
         self._rules = parse_rules(tracker.settings.errors.get("fingerprint_rules", ()))
         self._fingerprinters: dict[tuple[str, str, str], Fingerprinter] = {}
         self.counts: Counter[str] = Counter()
@@ -107,3 +113,9 @@ class Ingestor:
             self.counts["logs_refused"] += len(records)
             raise IngestError(503, "log queue full: retry later", {"Retry-After": "5"})
         self.counts["logs"] += len(records)
+
+    def accept_checkins(self, checkins: Sequence[CheckIn]) -> None:
+        """Record monitor check-ins in the store (blocking); IngestError 503 when the store fails."""
+        unknown = record_checkins(self.engine, checkins, time.time())
+        self.counts["checkins"] += len(checkins) - unknown
+        self.counts["checkins_unknown_monitor"] += unknown

@@ -108,8 +108,11 @@ def sentry_routes(ingest: Ingest) -> list[BaseRoute]:
         body = await ingest.body(request)
         parse = sentry.parse_envelope if envelope else sentry.parse_store_body
         parsed = parse(body, project.name, time.time())
-        ingest.limit(project, len(parsed.events) + (1 if parsed.spans else 0), sentry_sdk=True)
+        ingest.limit(project, len(parsed.events) + len(parsed.checkins) + (1 if parsed.spans else 0),
+                     sentry_sdk=True)
         ingest.ingestor.accept(parsed.events, parsed.spans, parsed.ignored)
+        if parsed.checkins:
+            await run_in_threadpool(ingest.ingestor.accept_checkins, parsed.checkins)
         event_id = parsed.events[0][0]["event_id"] if parsed.events else None
         return JSONResponse({"id": event_id})
 

@@ -2,8 +2,9 @@
 
 An envelope (https://develop.sentry.dev/sdk/data-model/envelopes/) is a JSON header line, then
 items: a JSON item header line (`type`, optional `length`) and a payload (`length` bytes, else up
-to the next newline). `event` items become error events, `transaction` items spans; other item
-types (sessions, client reports, attachments, profiles...) are counted and ignored. Anything
+to the next newline). `event` items become error events, `transaction` items spans, `check_in`
+items monitor check-ins (`ingest.checkins`); other item types (sessions, client reports,
+attachments, profiles...) are counted and ignored. Anything
 malformed is an `IngestError` 400 naming what is wrong.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Final
 import orjson
 
 from kansoku.ingest.body import IngestError
+from kansoku.ingest.checkins import CheckIn, checkin_from_sentry
 from kansoku.ingest.sentry_event import event_from_sentry, spans_from_transaction
 from kansoku.typing import ErrorEvent
 
@@ -26,10 +28,11 @@ MAX_ITEMS: Final = 100
 
 @dataclass
 class Parsed:
-    """What one request carried: error events (with custom fingerprints), span rows, ignored items."""
+    """What one request carried: error events (with custom fingerprints), span rows, check-ins, ignored items."""
 
     events: list[tuple[ErrorEvent, list[str] | None]] = field(default_factory=list)
     spans: list[dict[str, Any]] = field(default_factory=list)
+    checkins: list[CheckIn] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
 
 
@@ -81,6 +84,8 @@ def _add_item(parsed: Parsed, kind: str, payload: bytes, index: int, project: st
     elif kind == "transaction":
         parsed.spans.extend(spans_from_transaction(_json_object(payload, f"item {index} (transaction)"),
                                                    project, now))
+    elif kind == "check_in":
+        parsed.checkins.append(checkin_from_sentry(_json_object(payload, f"item {index} (check_in)")))
     else:
         parsed.ignored[kind[:32] or "unknown"] += 1
 

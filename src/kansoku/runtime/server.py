@@ -125,7 +125,7 @@ def build_server(settings: Settings) -> tuple[Starlette, Server]:
     spans = span_sink(store.engine, errors.redactor, maxsize=settings.queue_size)
     logs = log_sink(store.engine, errors.redactor, maxsize=settings.queue_size)
     ingest = Ingest(settings, KeyCache(lambda key: authenticate(store.engine, key)), RateLimiter(),
-                    Ingestor(errors, spans, logs))
+                    Ingestor(errors, spans, logs, store.engine))
     server = Server(settings, store, errors, alerts, Dispatcher(settings, store.engine, alert_engine=alerts),
                     spans, logs, ingest)
     readiness = Readiness()
