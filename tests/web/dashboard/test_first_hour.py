@@ -87,3 +87,38 @@ async def test_delivery_rows_name_the_rule_and_the_group_with_links(
         html = (await client.get(page)).text
         assert expected in html, page
         assert monitor in html, page
+
+
+def _polyline_points(html: str, title: str) -> list[tuple[float, float]]:
+    chart = html.split(f"<title>{title}", 1)[1].split("</svg>", 1)[0]
+    found = re.search(r'<polyline class="s-1" fill="none" points="([^"]+)"', chart)
+    assert found, f"no line in the {title} chart"
+    return [(float(x), float(y)) for x, y in (pair.split(",") for pair in found.group(1).split())]
+
+
+async def test_the_default_range_fits_a_young_store(client: httpx.AsyncClient, engine: sa.Engine, seeded: Any) -> None:
+    """With 5 minutes of data the overview shows those 5 minutes across the charts' whole width (a
+    day's range made them a dot at the right edge); the p95 link searches the same 5 minutes."""
+    now_minute = int(seeded.NOW // 60)
+    with engine.begin() as conn:
+        conn.execute(t.request_stats.delete().where(t.request_stats.c.minute < now_minute - 4))
+    html = (await client.get("/")).text
+    assert 'value="fit" selected' in html
+    assert "Showing the last 5 min (since the first request)." in html
+    line = _polyline_points(html, "Requests per minute")
+    assert len(line) == 5
+    assert (line[0][0], line[-1][0]) == (52.0, 632.0)  # from the left axis to the right edge
+    assert "since%3A5m" in html
+    day = _polyline_points((await client.get("/", params={"range": "24h"})).text, "Requests per minute")
+    baseline = day[0][1]  # a day's range: zero for 23 h 55 min, then the same data squeezed at the right edge
+    assert min(x for x, y in day if y != baseline) > 600
+
+
+async def test_the_default_range_of_an_empty_store_is_the_last_hour(client: httpx.AsyncClient,
+                                                                    engine: sa.Engine) -> None:
+    """No requests stored yet: the default shows the last hour, and nothing in it."""
+    with engine.begin() as conn:
+        conn.execute(t.request_stats.delete())
+    html = (await client.get("/")).text
+    assert "Showing last 1h." in html
+    assert "requests/min: latest 0, max 0" in html

@@ -27,13 +27,14 @@ def titles(html: str) -> list[str]:
 
 async def test_overview_shows_traffic_errors_and_notifications(client: httpx.AsyncClient) -> None:
     """The overview sums both instances' request rows and lists open, new and regressed groups."""
-    response = await client.get("/")
+    response = await client.get("/", params={"range": "24h"})
     html = response.text
     assert response.status_code == 200
     assert re.search(r"Requests</span><span class=\"value\">4.8k", html)  # 120 minutes x 2 instances x 20
     assert "25 ms / 250 ms" in html  # p50 and p95 estimated from the summed buckets
     assert "0.50%" in html  # 24 of 4800 answered 5xx
-    assert 'aria-label="Requests per minute. requests/min: latest 40, max 40"' in html
+    # the newest 15-minute point: 7 rows of 40 requests in the 6 min 40 s elapsed of it (a rate, not a dip)
+    assert 'aria-label="Requests per minute. requests/min: latest 42, max 42"' in html
     assert html.count("<polyline") >= 3
     assert "ConnectionError: db went away" in html  # regressed
     assert "HTTP 503" not in html  # the overview lists notifications, not their errors
@@ -42,17 +43,18 @@ async def test_overview_shows_traffic_errors_and_notifications(client: httpx.Asy
 
 async def test_overview_links_latency_to_the_slow_traces(client: httpx.AsyncClient) -> None:
     """The latency chart links to the traces slower than the range's p95 (the traces behind a spike)."""
-    html = (await client.get("/")).text
+    html = (await client.get("/", params={"range": "24h"})).text
     assert 'href="/kansoku/traces?q=duration%3E%3D250ms%20since%3A24h">traces slower than p95</a>' in html
 
 
 async def test_overview_range_changes_the_window(client: httpx.AsyncClient) -> None:
-    """?range=1h draws per-minute points; an unknown range falls back to 24h."""
+    """?range=1h draws per-minute points; an unknown range falls back to the default, fit to the data."""
     one_hour = await client.get("/", params={"range": "1h"})
     assert 'value="1h" selected' in one_hour.text
-    assert "last 1h" in one_hour.text
+    assert "Showing last 1h." in one_hour.text
     fallback = await client.get("/", params={"range": "5y"})
-    assert 'value="24h" selected' in fallback.text
+    assert 'value="fit" selected' in fallback.text
+    assert "Showing last 6h." in fallback.text  # the smallest range holding the seeded 2 hours
 
 
 async def test_errors_list_defaults_to_unresolved_by_last_seen(client: httpx.AsyncClient) -> None:

@@ -18,7 +18,7 @@ from kansoku.web.dashboard.present import (
     waterfall,
 )
 from kansoku.web.dashboard.render import ago, query_string, timestamp
-from kansoku.web.dashboard.series import Point, parse_buckets, quantile, request_points, totals
+from kansoku.web.dashboard.series import FIT, Point, Window, parse_buckets, quantile, request_points, totals, window
 
 BOUNDS = (0.1, 0.5, 1.0)
 
@@ -192,3 +192,18 @@ def test_span_title_and_status() -> None:
     assert span_title({"name": "SELECT", "kind": "CLIENT", "attributes": {"url.path": "/x"}}) == "SELECT"
     assert [span_status({"status": s}) for s in ("UNSET", "OK", "ERROR", "error", None)] == [
         "ok", "ok", "error", "error", "ok"]
+
+
+def test_window_fits_the_data() -> None:
+    """The default window starts at the first data while it is under an hour old, then takes the
+    smallest range holding it (6h, else 24h); no data: the last hour; a chosen range is kept."""
+    last = 1000
+    assert window(FIT, last, None) == Window("1h", 941, 60, 1)
+    assert window(FIT, last, last) == Window(FIT, last, 1, 1)
+    assert window(FIT, last, last - 11) == Window(FIT, last - 11, 12, 1)
+    assert window(FIT, last, last - 59).minutes == 60
+    assert window(FIT, last, last - 60).name == "6h"
+    assert window(FIT, last, last - 360).name == "24h"
+    assert window(FIT, last, last + 5).name == "1h"  # data from a clock ahead of this one
+    assert window("7d", last, None) == Window("7d", 1080 - 10080, 10080, 120)
+    assert (window(FIT, last, last - 11).since, window("6h", last, None).since) == ("12m", "6h")

@@ -37,7 +37,7 @@ from kansoku.store.queries._errors import (
 from kansoku.store.queries._events import event_neighbours, get_event, tag_breakdown
 from kansoku.store.queries._retention import enforce_retention, trim_group
 from kansoku.store.queries._services import service_edges, service_summary
-from kansoku.store.queries._stats import hourly_counts, request_rows, statistics
+from kansoku.store.queries._stats import first_request_minute, hourly_counts, request_rows, statistics
 from kansoku.store.queries._traces import recent_roots, slowest_roots, trace_errors, trace_spans
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "event_neighbours",
     "filter_options",
     "find_group_id",
+    "first_request_minute",
     "get_event",
     "get_group",
     "hourly_counts",

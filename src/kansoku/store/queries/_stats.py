@@ -76,3 +76,11 @@ def request_rows(engine: Engine, first_minute: int, last_minute: int) -> list[tu
                        type_coerce(r.buckets, Text)).where(r.minute >= first_minute, r.minute <= last_minute)
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(statement).all()]
+
+
+def first_request_minute(engine: Engine, since_minute: int) -> int | None:
+    """The first minute with request statistics at or after `since_minute` (None: no requests since)."""
+    r = request_stats.c
+    with engine.connect() as conn:
+        found = conn.execute(select(func.min(r.minute)).where(r.minute >= since_minute)).scalar()
+    return None if found is None else int(found)

@@ -27,7 +27,7 @@ from kansoku.web.dashboard.charts import bar_chart, compact, duration, line_char
 from kansoku.web.dashboard.context import DashboardContext, Endpoint, hour_labels, no_store
 from kansoku.web.dashboard.present import mask_settings
 from kansoku.web.dashboard.present_memory import memory_sections
-from kansoku.web.dashboard.series import RANGES, request_points, totals
+from kansoku.web.dashboard.series import FIT, RANGES, request_points, totals, window
 
 __all__ = ["STATIC_DIR", "dashboard_routes"]
 
@@ -41,21 +41,23 @@ def _overview_data(ctx: DashboardContext, range_name: str) -> dict[str, Any]:
     engine = ctx.engine
     assert engine is not None
     now = ctx.clock()
-    minutes, step = RANGES[range_name]
     last_minute = int(now // 60)
-    first_minute = (last_minute // step + 1) * step - minutes
+    first_data = q.first_request_minute(engine, last_minute - 1439) if range_name == FIT else None
+    shown = window(range_name, last_minute, first_data)
+    first_minute, minutes, step = shown.first_minute, shown.minutes, shown.step
     rows = q.request_rows(engine, first_minute, last_minute)
     points = request_points(rows, first_minute, minutes, step, ctx.settings.latency_buckets)
     fmt = "%d %b %H:%M" if minutes > 1440 else "%H:%M"
     labels = [datetime.fromtimestamp(p.start, UTC).strftime(fmt) for p in points]
-    # the newest point covers only the minutes elapsed so far: a rate over those, not a dip
-    spans = [max(1, min(step, last_minute - int(p.start // 60) + 1)) for p in points]
+    # the newest point covers only the time elapsed so far (at least 10 s): a rate over that, not a dip
+    spans = [max(1 / 6, min(float(step), (now - p.start) / 60)) for p in points]
     hour = int(now // 3600)
     hourly = q.hourly_counts(engine, hour - 23, hour)
     total = totals(points)
     return {
         "range": range_name,
         "ranges": list(RANGES),
+        "window": shown,
         "total": total,
         "rate_chart": line_chart([("requests/min", [p.requests / covered for p, covered in zip(points, spans,
                                                                                                strict=True)])],
@@ -82,8 +84,8 @@ async def overview(ctx: DashboardContext, request: Request) -> Response:
     missing = no_store(ctx, request)
     if missing is not None:
         return missing
-    range_name = request.query_params.get("range", "24h")
-    data = await ctx.read(_overview_data, ctx, range_name if range_name in RANGES else "24h")
+    range_name = request.query_params.get("range", FIT)
+    data = await ctx.read(_overview_data, ctx, range_name if range_name in RANGES else FIT)
     return ctx.page(request, "overview.html", page_name="overview", title="Overview", **data)
 
 

@@ -16,10 +16,52 @@ import orjson
 
 from kansoku.metrics._http import histogram_quantile
 
-__all__ = ["RANGES", "Point", "parse_buckets", "quantile", "request_points"]
+__all__ = ["FIT", "RANGES", "Point", "Window", "parse_buckets", "quantile", "request_points", "window"]
 
 # name -> (minutes shown, minutes per point): about 60-100 points whatever the range.
 RANGES: dict[str, tuple[int, int]] = {"1h": (60, 1), "6h": (360, 5), "24h": (1440, 15), "7d": (10080, 120)}
+FIT = "fit"  # the default: the window fits the data (see `window`)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The overview's time window: `minutes` from `first_minute` (epoch minutes), a point per `step`."""
+
+    name: str  # the range shown: a RANGES key, or FIT for a window that starts at the first data
+    first_minute: int
+    minutes: int
+    step: int
+
+    @property
+    def since(self) -> str:
+        """The window as the query syntax's `since:` value (`1h`, `12m`)."""
+        return f"{self.minutes}m" if self.name == FIT else self.name
+
+    @property
+    def label(self) -> str:
+        """The window in words, for headings: 'last 6h', 'the last 12 min (since the first request)'."""
+        if self.name == FIT:
+            return f"the last {self.minutes} min (since the first request)"
+        return f"last {self.name}"
+
+
+def window(name: str, last_minute: int, first_data: int | None) -> Window:
+    """The window of range `name` that ends at `last_minute` (the current minute).
+
+    FIT, the default, fits the data: while the first stored minute (`first_data`, looked up over
+    the last 24 hours) is under an hour old, the window starts at it, one point per minute, so a
+    young store fills the charts' width instead of being a dot at the right edge of a day; older
+    data gets the smallest range that holds it (6h, else 24h); no data at all, the last hour.
+    """
+    if name == FIT:
+        if first_data is None or first_data > last_minute:
+            name = "1h"
+        elif last_minute - first_data < 60:
+            return Window(FIT, first_data, last_minute - first_data + 1, 1)
+        else:
+            name = "6h" if last_minute - first_data < 360 else "24h"
+    minutes, step = RANGES[name]
+    return Window(name, (last_minute // step + 1) * step - minutes, minutes, step)
 
 
 @dataclass
