@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
+import kansoku
 from kansoku.alerts.rules import CHANNEL_TYPES, AlertRule, ChannelConfig
 from kansoku.cli import cli
 
@@ -105,3 +106,22 @@ def test_make_demo_takes_a_port() -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     assert f"{venv}/bin/kansoku demo --port 9123" in done.stdout.splitlines()
+
+
+# The chapter's names kansoku does not take over (another meaning under the same name would port
+# silently wrong), with what the pitfalls section tells a porter to write instead (None: nothing).
+NOT_ALIASED = {"measure_performance": "timed", "debug_trace": "traced", "log_api_call": None,
+               "track_error": "capture_exception"}
+
+
+def test_chapter_names_are_no_silent_aliases_and_the_pitfalls_name_their_replacement() -> None:
+    """measure_performance, debug_trace, log_api_call and track_error are not kansoku names; the pitfalls
+    section names each, and the kansoku function to use instead exists."""
+    text = (DOCS / "from-the-chapter.md").read_text()
+    pitfalls = text[text.index("## Porting pitfalls"):text.index("## What the sketch gets wrong")]
+    for name, replacement in NOT_ALIASED.items():
+        assert not hasattr(kansoku, name), f"kansoku.{name} would be an alias with other semantics"
+        assert f"`kansoku.{name}`" in pitfalls or f"`@{name}(" in pitfalls or f"`{name}`" in pitfalls, name
+        if replacement is not None:
+            assert callable(getattr(kansoku, replacement)), replacement
+            assert f"kansoku.{replacement}(" in pitfalls, f"{name}: the pitfalls do not name kansoku.{replacement}"
