@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kansoku.alerts.rules import load_alerting
+from kansoku.alerts.render import monitor_item
+from kansoku.alerts.rules import AlertRule, load_alerting
 from kansoku.settings import load_settings
 
 
@@ -27,3 +28,13 @@ def test_no_dashboard_url_no_links() -> None:
     """Without a public dashboard URL notifications carry no link."""
     site = load_alerting(load_settings()).site
     assert (site.group_url(7), site.dashboard_base()) == (None, None)
+
+
+@pytest.mark.parametrize("dashboard_url", ["https://ops.example.com", "https://ops.example.com/kansoku/"])
+def test_monitor_links_follow_the_dashboards_url(dashboard_url: str) -> None:
+    """A missed run's link is the monitor's page under the dashboard's base, never /kansoku/kansoku/..."""
+    site = load_alerting(load_settings(dashboard_url=dashboard_url)).site
+    monitor = {"name": "backup", "schedule": "60", "schedule_kind": "interval", "timezone": "UTC",
+               "max_runtime_seconds": 30.0}
+    item = monitor_item(AlertRule(name="monitors"), "missed", monitor, None, now=0.0, site=site)
+    assert item["url"] == "https://ops.example.com/kansoku/monitors/backup"

@@ -188,7 +188,8 @@ def monitor_item(rule: AlertRule, problem: str, monitor: Mapping[str, Any], chec
         name=name, schedule=schedule, expected=iso(float(expected)) if expected is not None else "?",
         took=f" after {float(duration):.1f}s" if duration is not None else "",
         max_runtime=float(monitor["max_runtime_seconds"]))
-    url = f"{site.dashboard_url.rstrip('/')}{site.route_prefix}/monitors/{name}" if site.dashboard_url else None
+    base = site.dashboard_base()
+    url = f"{base}/monitors/{name}" if base is not None else None
     return AlertItem(
         group_key=f"monitor:{name}"[:64], group_id=None, title=_cut(title, _MAX_TITLE), exception_type="",
         message=title, culprit=name, severity=rule.severity_threshold, category="monitor", count=1,
