@@ -3,7 +3,9 @@
 One run measures, each configuration in its own process (see apps.py):
 
 1. In-process ASGI cost per request: the app called directly with a prepared scope, the fastest
-   of many rounds of the mean µs per request, and the added cost as a share of the bare app's own.
+   of many rounds of the mean µs per request, and the added cost as a share of the bare app's own;
+   and the CPU time per request, on the request thread and on the other threads (span export, log
+   writers), against the floors'.
 2. Through uvicorn with wrk: requests per second, and the share of bare kept. On a machine with two
    or more CPUs the server is pinned to CPU 0 and `wrk -t1 -c32` to CPU 1 (taskset), so that the
    load generator does not take the server's CPU; the configurations run in turn, several passes,
@@ -11,6 +13,7 @@ One run measures, each configuration in its own process (see apps.py):
 
     python bench/http/bench_http.py            # full run (about four minutes)
     python bench/http/bench_http.py --quick    # fewer rounds, 2 s wrk runs
+    python bench/http/bench_http.py --skip-wrk --configs bare,floor,floor-span,kansoku,kansoku-full
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))  # `bench.http.apps` importable when run as a scri
 
 from bench.http.apps import CONFIGS, build  # noqa: E402
 
+CpuSplit = dict[str, tuple[float, float]]  # configuration -> (request thread, other threads) CPU µs/request
 WRK_CONFIGS = ("bare", "floor", "kansoku", "floor-span", "kansoku-full", "peers",
                "prometheus-fastapi-instrumentator")
 SCOPE: dict[str, Any] = {
@@ -70,15 +74,20 @@ async def _measure(app: Any, rounds: int, requests: int) -> dict[str, Any]:
     for _ in range(min(requests, 500)):  # warm up: caches, label children, lazy imports
         await one()
     per_round = []
+    thread_cpu, process_cpu = time.thread_time(), time.process_time()
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(requests):
             await one()
         per_round.append((time.perf_counter() - started) / requests * 1e6)
+    thread_cpu, process_cpu = time.thread_time() - thread_cpu, time.process_time() - process_cpu
     bad = [status for status in statuses if status != 200]
     if bad:
         raise SystemExit(f"unexpected statuses {sorted(set(bad))}")
-    return {"best_us": min(per_round), "median_us": statistics.median(per_round), "rounds_us": per_round}
+    measured = rounds * requests
+    return {"best_us": min(per_round), "median_us": statistics.median(per_round), "rounds_us": per_round,
+            "request_cpu_us": thread_cpu / measured * 1e6,
+            "other_cpu_us": max(process_cpu - thread_cpu, 0.0) / measured * 1e6}
 
 
 def run_one(name: str, rounds: int, requests: int, out: str) -> None:
@@ -90,13 +99,19 @@ def run_one(name: str, rounds: int, requests: int, out: str) -> None:
     Path(out).write_text(json.dumps({"config": name, **result}))
 
 
-def in_process(quick: bool) -> dict[str, float]:
-    """Each configuration in its own process, `passes` times interleaved; the fastest round wins."""
+def in_process(quick: bool, configs: tuple[str, ...] = CONFIGS) -> tuple[dict[str, float], CpuSplit]:
+    """Each configuration in its own process, `passes` times interleaved; the fastest round wins.
+
+    Also the CPU time per measured request, on the request thread and on the process's other
+    threads (span export, log writers: work the requests cause, which shares the GIL), from the pass
+    with the least CPU in all. CPU time moves less with other load on the machine than wall time.
+    """
     passes, rounds, requests = (1, 8, 500) if quick else (3, 15, 1000)
     results: dict[str, float] = {}
+    cpu: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(passes):
-            for name in CONFIGS:
+            for name in configs:
                 path = Path(tmp) / f"{name}.json"
                 out = subprocess.run([sys.executable, __file__, "--one", name, "--rounds", str(rounds),
                                       "--requests", str(requests), "--out", str(path)],
@@ -104,10 +119,28 @@ def in_process(quick: bool) -> dict[str, float]:
                                      check=False, cwd=ROOT)
                 if out.returncode != 0:
                     raise SystemExit(f"{name} failed:\n{out.stderr}")
-                best = json.loads(path.read_text())["best_us"]
+                found = json.loads(path.read_text())
+                best = found["best_us"]
                 results[name] = min(results.get(name, best), best)
-                print(f"  in-process {name:36s} {best:8.1f} µs", file=sys.stderr, flush=True)
-    return results
+                split = (found["request_cpu_us"], found["other_cpu_us"])
+                if name not in cpu or sum(split) < sum(cpu[name]):
+                    cpu[name] = split
+                print(f"  in-process {name:36s} {best:8.1f} µs, CPU {split[0]:6.1f} + {split[1]:5.1f} µs",
+                      file=sys.stderr, flush=True)
+    return results, cpu
+
+
+def cpu_report(cpu: dict[str, tuple[float, float]]) -> str:
+    """The CPU table: request thread, other threads, total, and the total against the floors'."""
+    lines = ["CPU time per request in process (request thread, other threads; the pass with the least CPU):", "",
+             "| configuration | request thread µs | other threads µs | total µs | total / floor | total / floor-span |",
+             "|---|---:|---:|---:|---:|---:|"]
+    floor, floor_span = sum(cpu.get("floor", (0.0, 0.0))), sum(cpu.get("floor-span", (0.0, 0.0)))
+    for name, (request, other) in cpu.items():
+        total = request + other
+        lines.append(f"| {name} | {request:.1f} | {other:.1f} | {total:.1f} | "
+                     f"{total / floor if floor else 0:.2f}x | {total / floor_span if floor_span else 0:.2f}x |")
+    return "\n".join(lines)
 
 
 def _free_port() -> int:
@@ -194,17 +227,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--skip-wrk", action="store_true", help="in-process part only")
+    parser.add_argument("--configs", help="in process, only these configurations (comma-separated)")
     args = parser.parse_args()
     if args.one:
         run_one(args.one, args.rounds, args.requests, args.out)
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs", file=sys.stderr)
-    inproc = in_process(args.quick)
+    inproc, cpu = in_process(args.quick, tuple(args.configs.split(",")) if args.configs else CONFIGS)
     wrk = {} if args.skip_wrk else through_uvicorn(args.quick)
     if wrk:
         print(report(inproc, wrk))
     else:
         print(json.dumps(inproc, indent=2))
+    print("\n" + cpu_report(cpu))
 
 
 if __name__ == "__main__":
