@@ -107,8 +107,9 @@ async def test_one_server_span_per_request_with_fastapi_native_telemetry(real_ru
 
 
 def test_start_up_loads_only_what_the_first_request_needs(tmp_path: Path) -> None:
-    """On an up-to-date store, instrument(), the lifespan and the first request import no Alembic
-    and build no dashboard; the first dashboard request builds it."""
+    """On an up-to-date store, instrument(), the lifespan, the first request and an alert pass with
+    nothing to send import no Alembic, no alert delivery (httpx, Jinja2) and build no dashboard; the
+    first dashboard request builds it."""
     import json
     import subprocess
     import sys
@@ -130,7 +131,7 @@ def test_start_up_loads_only_what_the_first_request_needs(tmp_path: Path) -> Non
 
         def loaded():
             names = {{n.split(".")[0] for n in sys.modules}} | {{n for n in sys.modules if n.startswith("kansoku.web")}}
-            return sorted(names & {{"alembic", "kansoku.web"}})
+            return sorted(names & {{"alembic", "httpx", "jinja2", "kansoku.web"}})
 
         async def get(path, headers=()):
             statuses = []
@@ -152,6 +153,7 @@ def test_start_up_loads_only_what_the_first_request_needs(tmp_path: Path) -> Non
             await inbox.put({{"type": "lifespan.startup"}})
             assert (await replies.get())["type"] == "lifespan.startup.complete"
             assert await get("/items/1") == [200]
+            assert await kansoku.runtime.current().dispatcher.dispatch_once() == 0
             seen = [loaded()]
             assert await get("/kansoku/", [(b"authorization", b"Bearer t0ken")]) == [200]
             seen.append(loaded())
@@ -167,4 +169,4 @@ def test_start_up_loads_only_what_the_first_request_needs(tmp_path: Path) -> Non
     migrations.upgrade(url)
     subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path)
     # (in a file: kansoku's log lines share the child's stdout)
-    assert json.loads((tmp_path / "loaded.json").read_text()) == [[], ["kansoku.web"]]
+    assert json.loads((tmp_path / "loaded.json").read_text()) == [[], ["jinja2", "kansoku.web"]]

@@ -26,9 +26,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
 from sqlalchemy import Engine
 
 from kansoku._safety import suppress_internal_errors
@@ -41,6 +40,9 @@ from kansoku.logs import get_logger
 from kansoku.settings import Settings
 from kansoku.tracing import untraced
 from kansoku.typing import Clock
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Dispatcher", "TestResult", "send_test"]
 
@@ -89,12 +91,12 @@ class Dispatcher:
     async def run(self) -> None:
         """Deliver until `stop()`: tick the engine, send what is due, sleep `poll_seconds`."""
         self._stop = asyncio.Event()
-        async with self._session() as channels:
+        async with self._session() as session:
             while not self._stop.is_set():
                 with suppress_internal_errors("alerts.dispatcher"):
                     if self.alert_engine is not None:
                         await asyncio.to_thread(self.alert_engine.tick)
-                    await self._dispatch(channels)
+                    await self._dispatch(session)
                 try:
                     await asyncio.wait_for(self._stop.wait(), timeout=self.config.poll_seconds)
                 except TimeoutError:
@@ -110,20 +112,21 @@ class Dispatcher:
 
     async def dispatch_once(self) -> int:
         """One pass from async code: claim due rows, send them, mark them; returns rows handled."""
-        async with self._session() as channels:
-            return await self._dispatch(channels)
+        async with self._session() as session:
+            return await self._dispatch(session)
 
     # --- one pass ---------------------------------------------------------------------------------
 
     def _session(self) -> _Session:
         return _Session(self)
 
-    async def _dispatch(self, channels: Mapping[str, Channel]) -> int:
+    async def _dispatch(self, session: _Session) -> int:
         now = self.clock()
         rows = await asyncio.to_thread(outbox.claim, self.engine, self.worker_id, now, limit=self.batch,
                                        lease=self._lease)
         if not rows:
             return 0
+        channels = session.channels()
         batches: dict[tuple[Any, ...], list[outbox.OutboxRow]] = {}
         for row in rows:
             # Triggers of one rule for one channel go out together, but a row that already went
@@ -181,21 +184,32 @@ class Dispatcher:
 
 
 class _Session:
-    """The channels of one run, over one HTTP client (made here unless one was given)."""
+    """The channels of one run, over one HTTP client (made here unless one was given).
+
+    Both are made when the first row is to be sent: a process that has nothing to deliver (most
+    workers, most of the time) never imports httpx and the channel modules.
+    """
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
         self.owned: httpx.AsyncClient | None = None
+        self._channels: Mapping[str, Channel] | None = dispatcher._channels
 
-    async def __aenter__(self) -> dict[str, Channel]:
-        d = self.dispatcher
-        if d._channels is not None:
-            return d._channels
-        client = d._client
-        if client is None:
-            client = self.owned = httpx.AsyncClient(follow_redirects=False)
-        site, clock = d.config.site, d.clock
-        return {name: build_channel(cfg, client, site, clock) for name, cfg in d.config.channels.items()}
+    async def __aenter__(self) -> _Session:
+        return self
+
+    def channels(self) -> Mapping[str, Channel]:
+        """The configured channels by name, built on the first call."""
+        if self._channels is None:
+            d = self.dispatcher
+            client = d._client
+            if client is None:
+                import httpx
+
+                client = self.owned = httpx.AsyncClient(follow_redirects=False)
+            site, clock = d.config.site, d.clock
+            self._channels = {name: build_channel(cfg, client, site, clock) for name, cfg in d.config.channels.items()}
+        return self._channels
 
     async def __aexit__(self, *exc: object) -> None:
         if self.owned is not None:
@@ -252,6 +266,8 @@ def send_test(
     note = probe_notification(channel_name, config.site, time.time(), recipients)
 
     async def go() -> Outcome:
+        import httpx
+
         async with httpx.AsyncClient() if client is None else _borrowed(client) as http:
             return await _attempt(build_channel(cfg, http, config.site), note)
 

@@ -7,11 +7,10 @@ HTML renderings are shared by e-mail, SMS, Apprise and the log channel.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypedDict
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 from kansoku.alerts.rules import AlertRule, SiteInfo, severity_rank
 from kansoku.redact import Redactor
@@ -294,8 +293,10 @@ def short_text(note: Notification, limit: int = 320) -> str:
     return _cut(text, limit)
 
 
-_ENV: Final = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-_HTML: Final = _ENV.from_string(
+if TYPE_CHECKING:
+    import jinja2
+
+_HTML_SOURCE: Final = (
     """<!doctype html><html><body style="font-family:sans-serif">
 <h2 style="color:{{ colour }}">{{ note.title }}</h2>
 <p>{{ note.description or note.rule }}</p>
@@ -311,6 +312,17 @@ in {{ note.window_minutes }} min &middot; {{ item.count }} in all{% if item.supp
 <p style="color:#666">{{ note.service }} ({{ note.environment }}), {{ when }}</p>
 </body></html>"""
 )
+
+
+@functools.cache
+def _html_template() -> jinja2.Template:
+    """The e-mail template, compiled on first use: Jinja2 is not imported by a process that sends none."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_HTML_SOURCE)
+
+
 COLOURS: Final = {"low": "#2eb886", "medium": "#daa038", "high": "#e8912d", "critical": "#d00000",
                   "emergency": "#8b0000", "resolved": "#2eb886"}
 
@@ -322,4 +334,4 @@ def colour(note: Notification) -> str:
 
 def html_body(note: Notification) -> str:
     """The HTML rendering, every value escaped (e-mail)."""
-    return _HTML.render(note=note, colour=colour(note), when=iso(note["timestamp"]))
+    return _html_template().render(note=note, colour=colour(note), when=iso(note["timestamp"]))

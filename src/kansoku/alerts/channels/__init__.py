@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from kansoku.alerts.channels._common import (
     Channel,
@@ -27,6 +25,9 @@ from kansoku.alerts.channels._common import (
 )
 from kansoku.alerts.rules import ChannelConfig, SiteInfo
 from kansoku.typing import Clock
+
+if TYPE_CHECKING:  # httpx is imported by the channel modules, when a channel is built
+    import httpx
 
 __all__ = [
     "Channel",

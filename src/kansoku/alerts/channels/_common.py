@@ -6,12 +6,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from email.utils import parsedate_to_datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
-import httpx
-
 from kansoku.alerts.render import Notification
+
+if TYPE_CHECKING:
+    # Not imported at run time here: importing the alert path (the dispatcher, at start-up) must
+    # not cost httpx (about 4 MB and 40 ms); the channels import it when they are built.
+    import httpx
 
 __all__ = [
     "Channel",
@@ -65,6 +68,8 @@ class _HideUrls(logging.Filter):
         return True
 
     def _mask(self, arg: object) -> object:
+        import httpx  # loaded already: this filter sits on httpx's own logger
+
         text = str(arg) if isinstance(arg, httpx.URL | str) else None
         if text is not None and any(text.startswith(prefix) for prefix in self.prefixes):
             parts = urlsplit(text)
@@ -117,6 +122,8 @@ async def post(
     client: httpx.AsyncClient, url: str, service: str, *, timeout: float, **kwargs: Any  # noqa: ASYNC109
 ) -> httpx.Response:
     """POST and check the status; transport errors become `DeliveryError` without the URL."""
+    import httpx
+
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     try:
         response = await client.post(url, headers=headers, timeout=timeout, **kwargs)
